@@ -1,0 +1,254 @@
+"""The contracts every part of the flow speaks: images, backbones, synthetic sets, methods, probes.
+
+See DESIGN.md "The flow of one cell". Concrete implementations live in their own modules and register
+themselves in ``benchmark.registries``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """PIL image -> 3xCxC float tensor in [0, 1]: resize the short side to ``resize``, centre-crop ``crop``."""
+
+    resize: int
+    crop: int
+    interpolation: str = "bicubic"
+
+    def __call__(self, image: Any) -> Tensor:
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        image = image.convert("RGB")
+        mode = InterpolationMode(self.interpolation)
+        image = TF.resize(image, self.resize, interpolation=mode, antialias=True)
+        image = TF.center_crop(image, [self.crop, self.crop])
+        return TF.to_tensor(image)
+
+    def key(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class LabeledImages:
+    """One split of a labelled image dataset, backed by an HF ``datasets.Dataset``."""
+
+    name: str
+    split: str
+    dataset: Any  # datasets.Dataset with an image column and an integer label column
+    class_names: list[str]
+    fingerprint: str
+    image_column: str = "image"
+    label_column: str = "label"
+    group_column: str | None = None  # e.g. Waterbirds' place, for worst-group accuracy
+    _labels: Tensor | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def labels(self) -> Tensor:
+        if self._labels is None:
+            self._labels = torch.as_tensor(self.dataset[self.label_column], dtype=torch.long)
+        return self._labels
+
+    @property
+    def groups(self) -> Tensor | None:
+        if self.group_column is None:
+            return None
+        return torch.as_tensor(self.dataset[self.group_column], dtype=torch.long)
+
+    def class_indices(self, c: int) -> Tensor:
+        return torch.nonzero(self.labels == c).flatten()
+
+    def load(self, indices: Sequence[int] | Tensor, preprocess: Preprocess) -> Tensor:
+        """Decode and preprocess the given rows -> Nx3xCxC in [0, 1]."""
+        idx = [int(i) for i in indices]
+        images = self.dataset.select(idx)[self.image_column] if idx else []
+        if not images:
+            return torch.empty(0, 3, preprocess.crop, preprocess.crop)
+        return torch.stack([preprocess(im) for im in images])
+
+
+@dataclass(frozen=True)
+class BackboneIdentity:
+    """Everything that decides what a backbone computes; part of every cache key and result row."""
+
+    name: str
+    library: str
+    architecture: str
+    weight_id: str
+    weight_sha256: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+
+    def key(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Backbone(nn.Module):
+    """A frozen feature extractor: ``embed(x)`` maps Nx3xHxW images in [0, 1] to NxD features.
+
+    It owns its normalisation and input size (inputs of another size are resized bilinearly), stays in
+    eval mode and never trains, but lets gradients flow to its input (LGM needs them).
+    """
+
+    def __init__(self, model: nn.Module, identity: BackboneIdentity, feature_dim: int) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.identity = identity
+        self.feature_dim = feature_dim
+        self.register_buffer("mean", torch.tensor(identity.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(identity.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def input_size(self) -> int:
+        return self.identity.input_size
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """Test-time preprocessing: resize to size*256/224, centre-crop size (the paper's 256/224)."""
+        size = self.input_size
+        return Preprocess(round(size * 256 / 224), size, self.identity.interpolation)
+
+    def train(self, mode: bool = True) -> Backbone:  # frozen: always eval
+        return super().train(False)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Normalised input -> pooled features; subclasses may override."""
+        return self.model(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                              align_corners=False, antialias=False)
+        return self.features((x - self.mean) / self.std)
+
+    embed = forward
+
+
+@dataclass
+class SyntheticSet:
+    """What a method produces: images (or indices of selected real training images) with labels."""
+
+    labels: Tensor
+    images: Tensor | None = None  # Nx3xHxW in [0, 1]
+    indices: Tensor | None = None  # rows of the train split, for methods that select real images
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images is None and self.indices is None:
+            raise ValueError("a SyntheticSet needs images, indices of real training images, or both")
+        n = len(self.labels)
+        for what, t in (("images", self.images), ("indices", self.indices)):
+            if t is not None and len(t) != n:
+                raise ValueError(f"SyntheticSet {what} has {len(t)} rows but labels has {n}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def is_real(self) -> bool:
+        return self.indices is not None
+
+
+class FeatureSource(Protocol):
+    """The feature cache as methods and probes see it."""
+
+    def __call__(self, backbone: Backbone, data: LabeledImages, indices: Tensor | None = None,
+                 preprocess: Preprocess | None = None) -> Tensor:
+        """Centre-crop features (float32, CPU) of ``data[indices]`` (all rows when None)."""
+        ...
+
+
+@dataclass
+class RunContext:
+    """What the runner hands a method or a probe besides the data and the backbone."""
+
+    device: torch.device
+    features: FeatureSource
+    artifact_dir: Path  # private directory of this synthetic set (checkpoints, previews)
+    load_synthetic: Callable[[str], SyntheticSet | None] = lambda method: None  # same cell, other method
+    progress: bool = True
+
+
+@dataclass
+class NoOptions:
+    """A method or probe without knobs."""
+
+
+class Method(ABC):
+    """A way to make a training set of ``ipc`` images per class. Register a subclass in METHODS."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions  # a dataclass of knobs; every field lands in the config hash
+    uses_backbone: ClassVar[bool] = True  # False: one set serves every distilling backbone
+    uses_ipc: ClassVar[bool] = True  # False: the set does not depend on ipc (full data)
+    paired_seeds: ClassVar[bool] = False  # True: one probe seed per method seed (random real)
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            self.options = self.Options(**options)
+        except TypeError as err:
+            known = ", ".join(f.name for f in dataclasses.fields(self.Options)) or "none"
+            raise ValueError(f"bad options for method {self.name!r}: {err}; known options: {known}") from None
+
+    def config(self) -> dict[str, Any]:
+        return {"method": self.name, **dataclasses.asdict(self.options)}
+
+    @abstractmethod
+    def synthesize(self, train: LabeledImages, backbone: Backbone | None, ipc: int, seed: int,
+                   ctx: RunContext) -> SyntheticSet:
+        """Make the set. Methods never see the test split."""
+
+
+@dataclass
+class ProbeResult:
+    seed: int
+    top1: float
+    top5: float
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. chosen lr, worst-group accuracy
+
+
+class ProbeProtocol(ABC):
+    """How a linear probe is trained on a synthetic set and scored on the test split."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self.Options(**options)
+
+    def config(self) -> dict[str, Any]:
+        return {"protocol": self.name, **dataclasses.asdict(self.options)}
+
+    @abstractmethod
+    def evaluate(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages,
+                 backbone: Backbone, seeds: Sequence[int], ctx: RunContext) -> list[ProbeResult]:
+        """Train one head per seed; return test top-1/top-5 in percent."""

@@ -1,0 +1,21 @@
+"""Shared test setup: offline, and every cache in a per-session temporary directory."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep features, weights and artifacts of the tests out of the user's cache.
+
+    ``LGM_BENCH_TEST_CACHE`` points at a persistent directory instead, to keep extracted weights
+    between test sessions while developing.
+    """
+    root = os.environ.get("LGM_BENCH_TEST_CACHE") or str(tmp_path_factory.mktemp("lgm-bench-cache"))
+    os.environ["LGM_BENCH_CACHE"] = root
