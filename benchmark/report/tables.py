@@ -1,0 +1,170 @@
+"""Format-independent tables: an aggregated frame -> a :class:`Grid` of :class:`Cell` values.
+
+A grid knows nothing about LaTeX or Markdown; :mod:`.latex` and :mod:`.markdown` render it. Layouts
+(same-model table, cross-model transfer matrix, later the paper's Table 2/3/4) are functions that pick
+rows out of the aggregated frame and call :func:`build_grid`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+
+from .aggregate import REFERENCE_METHOD, is_cross_model, is_same_model, order_methods
+
+DECIMALS = 2
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table entry. ``mean is None`` means the cell is missing. ``extra`` holds labelled side values
+    (e.g. ``{"paper": 84.9}``) that renderers may show beside ours."""
+
+    mean: float | None = None
+    std: float | None = None
+    n: int = 0
+    ci95: float | None = None
+    bold: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def missing(self) -> bool:
+        return self.mean is None
+
+    @property
+    def has_std(self) -> bool:
+        return self.n >= 2 and self.std is not None and not math.isnan(self.std)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Rows x columns of cells, with labels. ``corner`` is the header of the row-label column."""
+
+    rows: list[str]
+    columns: list[str]
+    cells: list[list[Cell]]
+    corner: str = ""
+    title: str = ""
+
+    def cell(self, row: str, column: str) -> Cell:
+        return self.cells[self.rows.index(row)][self.columns.index(column)]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Means as a frame (rows x columns), NaN where missing; handy for tests and further layouts."""
+        data = [[math.nan if c.missing else c.mean for c in row] for row in self.cells]
+        return pd.DataFrame(data, index=self.rows, columns=self.columns)
+
+
+def _num(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def build_grid(
+    agg: pd.DataFrame,
+    row_key: str,
+    col_key: str,
+    *,
+    row_order: Sequence[str] | None = None,
+    col_order: Sequence[str] | None = None,
+    bold: str | None = "max",
+    exclude_from_best: Sequence[str] = (),
+    corner: str = "",
+    title: str = "",
+) -> Grid:
+    """Pivot ``agg`` (columns ``mean``, ``std``, ``n``, ``ci95`` plus the two keys) into a grid.
+
+    ``row_key``/``col_key`` name the frame columns that label rows/columns; they must identify one row
+    of ``agg`` each (a duplicate raises ``ValueError``). Orders default to sorted order. ``bold="max"``
+    marks the highest mean of each column (ties at the displayed precision are all bold); rows whose
+    label is in ``exclude_from_best`` are never bold. ``bold=None`` marks nothing."""
+    if agg.duplicated([row_key, col_key]).any():
+        dup = agg[agg.duplicated([row_key, col_key], keep=False)]
+        raise ValueError(f"more than one aggregated row per ({row_key}, {col_key}):\n{dup}")
+    rows = list(row_order) if row_order is not None else sorted(agg[row_key].unique())
+    cols = list(col_order) if col_order is not None else sorted(agg[col_key].unique())
+    lookup = {(r[row_key], r[col_key]): r for r in agg.to_dict("records")}
+    cells = []
+    for r in rows:
+        line = []
+        for c in cols:
+            rec = lookup.get((r, c))
+            if rec is None:
+                line.append(Cell())
+            else:
+                line.append(Cell(mean=_num(rec["mean"]), std=_num(rec.get("std")), n=int(rec.get("n", 1)),
+                                 ci95=_num(rec.get("ci95"))))
+        cells.append(line)
+    grid = Grid(rows=rows, columns=cols, cells=cells, corner=corner, title=title)
+    if bold == "max":
+        grid = bold_best(grid, exclude=exclude_from_best)
+    elif bold is not None:
+        raise ValueError(f"bold must be 'max' or None, not {bold!r}")
+    return grid
+
+
+def bold_best(grid: Grid, exclude: Sequence[str] = (), decimals: int = DECIMALS) -> Grid:
+    """Mark the highest mean per column (compared at the displayed precision) as bold."""
+    cells = [list(row) for row in grid.cells]
+    for j in range(len(grid.columns)):
+        candidates = [
+            (round(cells[i][j].mean, decimals), i)
+            for i, name in enumerate(grid.rows)
+            if name not in exclude and not cells[i][j].missing
+        ]
+        if not candidates:
+            continue
+        best = max(v for v, _ in candidates)
+        for v, i in candidates:
+            if v == best:
+                cells[i][j] = replace(cells[i][j], bold=True)
+    return replace(grid, cells=cells)
+
+
+def format_value(cell: Cell, pm: str, decimals: int = DECIMALS, missing: str = "--") -> str:
+    """``"50.00 ± 1.00"`` (with ``pm`` as the plus-minus sign); the mean alone for a single seed."""
+    if cell.missing:
+        return missing
+    text = f"{cell.mean:.{decimals}f}"
+    if cell.has_std:
+        text += f" {pm} {cell.std:.{decimals}f}"
+    return text
+
+
+# ----------------------------------------------------------------------------------------- layouts
+
+
+def same_model_grid(rows: pd.DataFrame, title: str = "") -> Grid:
+    """Methods x evaluating backbones, same-model cells only (distilled with the evaluating backbone,
+    or with none); full_data last and never bold."""
+    same = rows[is_same_model(rows)]
+    return build_grid(
+        same,
+        "method",
+        "eval_backbone",
+        row_order=order_methods(same["method"]),
+        bold="max",
+        exclude_from_best=(REFERENCE_METHOD,),
+        corner="Method",
+        title=title,
+    )
+
+
+def cross_model_methods(rows: pd.DataFrame) -> list[str]:
+    """Methods of ``rows`` that have at least one cross-model cell, in canonical order."""
+    return order_methods(rows.loc[is_cross_model(rows), "method"])
+
+
+def transfer_grid(rows: pd.DataFrame, method: str, title: str = "") -> Grid:
+    """Distilling backbone x evaluating backbone for one method (the diagonal is same-model)."""
+    sel = rows[(rows["method"] == method) & (rows["distill_backbone"] != "")]
+    return build_grid(sel, "distill_backbone", "eval_backbone", bold="max", corner="Distilled with",
+                      title=title)
+
+
+TableBuilder = Callable[[pd.DataFrame], Grid]
