@@ -1,0 +1,88 @@
+"""``neighbors``: for each LGM-distilled image, its most similar same-class real image (the paper's
+"Neighbors" row: does LGM merely reconstruct real samples?)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.registries import METHODS
+from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
+
+from .selection import assemble, class_members, greedy_unique_assignment, require_backbone
+
+SOURCE = "lgm"
+
+
+@dataclass
+class NeighborsOptions:
+    batch_size: int = 64  # distilled images embedded per forward pass
+
+
+def embed_images(backbone: Backbone, images: torch.Tensor, batch_size: int,
+                 device: torch.device) -> torch.Tensor:
+    """Backbone embeddings of Nx3xHxW images in [0, 1], in chunks, without gradients -> float64 CPU."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size].to(device, torch.float32)
+            out.append(backbone(chunk).detach().to("cpu", torch.float64))
+    if not out:
+        return torch.empty(0, backbone.feature_dim, dtype=torch.float64)
+    return torch.cat(out)
+
+
+def backbone_device(backbone: Backbone, fallback: torch.device) -> torch.device:
+    for t in backbone.parameters():
+        return t.device
+    for t in backbone.buffers():
+        return t.device
+    return fallback
+
+
+@METHODS.register("neighbors")
+class Neighbors(Method):
+    """For each image of the ``lgm`` set of the same (dataset, backbone, ipc, seed), the same-class real
+    image with the highest cosine similarity of distilling-backbone embeddings; each distilled image gets
+    its own real image (most similar pair matched first). Needs the ``lgm`` artifact to exist."""
+
+    name = "neighbors"
+    description = "per LGM-distilled image, the most cosine-similar same-class real image (run lgm first)"
+    Options = NeighborsOptions
+
+    def synthesize(self, train: LabeledImages, backbone: Backbone | None, ipc: int, seed: int,
+                   ctx: RunContext) -> SyntheticSet:
+        backbone = require_backbone(backbone, self.name)
+        distilled = ctx.load_synthetic(SOURCE)
+        if distilled is None:
+            raise RuntimeError(
+                f"neighbors needs the {SOURCE} artifact for (dataset={train.name}, backbone={backbone.name}, "
+                f"ipc={ipc}, seed={seed}), which does not exist yet; run the {SOURCE} method first, e.g. "
+                f"`python -m benchmark run --methods {SOURCE} neighbors ...` ({SOURCE} listed first)")
+        if distilled.images is None:
+            raise RuntimeError(f"the {SOURCE} artifact for (dataset={train.name}, backbone={backbone.name}, "
+                               f"ipc={ipc}, seed={seed}) holds no images to find neighbours of")
+        labels = distilled.labels.long().cpu()
+        if len(labels) and (labels.min() < 0 or labels.max() >= train.num_classes):
+            raise ValueError(f"the {SOURCE} artifact has labels outside 0..{train.num_classes - 1}")
+        device = backbone_device(backbone, ctx.device)
+        batch_size = self.options.batch_size
+        picks, sims = [], []
+        for c in range(train.num_classes):
+            rows = torch.nonzero(labels == c).flatten()
+            if len(rows) == 0:
+                continue
+            members = class_members(train, c, len(rows))
+            real = F.normalize(ctx.features(backbone, train, indices=members).to("cpu", torch.float64), dim=1)
+            fake = F.normalize(embed_images(backbone, distilled.images[rows], batch_size, device), dim=1)
+            sim = fake @ real.T  # distilled x real cosine similarities
+            match = dict(greedy_unique_assignment(-sim))  # distilled row -> real column
+            cols = torch.as_tensor([match[r] for r in range(len(rows))], dtype=torch.long)
+            picks.append(members[cols])
+            sims.extend(round(float(sim[r, col]), 5) for r, col in enumerate(cols.tolist()))
+        meta = {"selection": f"nearest real image (cosine) to each {SOURCE} image", "source": SOURCE,
+                "cosine_similarity": sims,
+                "mean_cosine_similarity": sum(sims) / len(sims) if sims else float("nan")}
+        return assemble(train, picks, meta)

@@ -1,0 +1,73 @@
+"""Shared pieces of the real-image selection baselines (centroids, k-means, herding, neighbours).
+
+Features are fetched one class at a time through the feature cache (``ctx.features``), so a class of
+ImageNet-1k (about 1,300 images) is the most that is ever held at once, on the CPU. The selection
+arithmetic runs in float64 on the CPU: it is cheap next to the backbone forward, and float64 keeps
+near-ties from being decided by rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from benchmark.types import Backbone, LabeledImages, RunContext, SyntheticSet
+
+
+def require_backbone(backbone: Backbone | None, method: str) -> Backbone:
+    if backbone is None:
+        raise ValueError(f"method {method!r} selects images in a backbone's feature space; "
+                         "it needs a distilling backbone")
+    return backbone
+
+
+def class_members(train: LabeledImages, c: int, need: int) -> Tensor:
+    """Rows of class ``c`` in the train split; an error when there are fewer than ``need``."""
+    members = train.class_indices(c)
+    if len(members) < need:
+        raise ValueError(f"class {c} ({train.class_names[c]}) has {len(members)} training images, "
+                         f"fewer than ipc={need}; lower --ipc")
+    return members
+
+
+def per_class_features(train: LabeledImages, backbone: Backbone, ipc: int,
+                       ctx: RunContext) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """Yield ``(class, member rows, float64 centre-crop features of those rows)``, one class at a time."""
+    for c in range(train.num_classes):
+        members = class_members(train, c, ipc)
+        feats = ctx.features(backbone, train, indices=members)
+        if feats.shape[0] != len(members):
+            raise RuntimeError(f"the feature cache returned {feats.shape[0]} rows for the "
+                               f"{len(members)} images of class {c}")
+        yield c, members, feats.detach().to("cpu", torch.float64)
+
+
+def greedy_unique_assignment(cost: Tensor) -> list[tuple[int, int]]:
+    """Match every row of ``cost`` (k x n, k <= n) to a distinct column, cheapest pair first.
+
+    Repeatedly takes the globally smallest entry among unmatched rows and unused columns, so a row
+    whose nearest column was taken by a closer row gets its next nearest unused column. Exact ties go
+    to the lower row, then the lower column. Returns ``(row, column)`` pairs in the order matched.
+    """
+    k, n = cost.shape
+    if k > n:
+        raise ValueError(f"cannot match {k} rows to {n} distinct columns")
+    cost = cost.clone().to(torch.float64)
+    pairs = []
+    for _ in range(k):
+        flat = int(torch.argmin(cost))  # first occurrence: lowest row, then lowest column
+        r, col = divmod(flat, n)
+        pairs.append((r, col))
+        cost[r, :] = float("inf")
+        cost[:, col] = float("inf")
+    return pairs
+
+
+def assemble(train: LabeledImages, picks: list[Tensor], metadata: dict) -> SyntheticSet:
+    """Concatenate per-class picks (in class order, each in the order chosen) into a SyntheticSet."""
+    indices = torch.cat(picks).long() if picks else torch.empty(0, dtype=torch.long)
+    if len(torch.unique(indices)) != len(indices):  # a bug guard, never expected
+        raise RuntimeError("a selection baseline chose the same training image twice")
+    return SyntheticSet(labels=train.labels[indices], indices=indices, metadata=metadata)
