@@ -64,17 +64,20 @@ class LabeledImages:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def column(self, name: str) -> Tensor:
+        """An integer column as a LongTensor, read through Arrow (fast even for ImageNet-size splits)."""
+        table = self.dataset.select_columns([name]).with_format("arrow")[:]
+        return torch.as_tensor(table.column(name).to_numpy(zero_copy_only=False).astype("int64"))
+
     @property
     def labels(self) -> Tensor:
         if self._labels is None:
-            self._labels = torch.as_tensor(self.dataset[self.label_column], dtype=torch.long)
+            self._labels = self.column(self.label_column)
         return self._labels
 
     @property
     def groups(self) -> Tensor | None:
-        if self.group_column is None:
-            return None
-        return torch.as_tensor(self.dataset[self.group_column], dtype=torch.long)
+        return None if self.group_column is None else self.column(self.group_column)
 
     def class_indices(self, c: int) -> Tensor:
         return torch.nonzero(self.labels == c).flatten()

@@ -1,0 +1,29 @@
+"""The registered datasets. Add a Hub dataset with one ``DATASETS.add(name, DatasetSpec(...))`` entry."""
+
+from __future__ import annotations
+
+from ..registries import DATASETS
+from .embedded import EmbeddedSource
+from .spec import DatasetSpec, HubSource
+
+# -- bundled: offline, in the repository ----------------------------------------------------------------
+DATASETS.add("fashion_mnist_embedded", DatasetSpec(
+    name="fashion_mnist_embedded",
+    description="Bundled Fashion-MNIST subset: 10 classes, 300 train / 100 test images per class, 28x28 grey.",
+    source=EmbeddedSource(),
+))
+
+# T-shirt/top, Trouser, Sneaker, Bag: four classes that look nothing alike.
+SMOKE_CLASSES = (0, 1, 7, 8)
+DATASETS.add("smoke_tiny", DatasetSpec(
+    name="smoke_tiny",
+    description="Tiny slice of the bundled Fashion-MNIST for the smoke suite: 4 classes, 16 train / 8 test each.",
+    source=EmbeddedSource(classes=SMOKE_CLASSES, per_class=(("train", 16), ("test", 8))),
+))
+
+# -- Hugging Face Hub ---------------------------------------------------------------------------------
+DATASETS.add("fashion_mnist", DatasetSpec(
+    name="fashion_mnist",
+    description="Fashion-MNIST from the Hub (zalando-datasets/fashion_mnist): 60k train / 10k test, 10 classes.",
+    source=HubSource("zalando-datasets/fashion_mnist"),
+))
