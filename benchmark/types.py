@@ -145,11 +145,15 @@ class Backbone(nn.Module):
         """Normalised input -> pooled features; subclasses may override."""
         return self.model(x)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def prepare(self, x: Tensor) -> Tensor:
+        """Images in [0, 1] of any size -> the normalised input the model expects."""
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False, antialias=False)
-        return self.features((x - self.mean) / self.std)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(self.prepare(x))
 
     embed = forward
 
