@@ -95,7 +95,9 @@ def read_cell(path: Path) -> pd.DataFrame | None:
 
 def read_results(root: Path) -> pd.DataFrame:
     """Every row under ``root`` (recursively), as one frame with the SCHEMA columns."""
-    files = sorted(p for p in Path(root).rglob("*.parquet") if not p.name.startswith("."))
+    root = Path(root)
+    files = sorted(p for p in root.rglob("*.parquet")
+                   if not p.name.startswith(".") and "alignment" not in p.relative_to(root).parts)
     frames = [f for f in (read_cell(p) for p in files) if f is not None]
     if not frames:
         return to_table([]).to_pandas()

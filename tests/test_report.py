@@ -188,3 +188,26 @@ def test_full_data_joins_every_ipc_table_and_all_failed_still_reports(tmp_path):
     paths = build_report(tmp_path / "bad", tmp_path / "o2")
     assert [p.name for p in paths] == ["aggregated.csv", "summary.md"]
     assert "ValueError: boom" in (tmp_path / "o2" / "summary.md").read_text()
+
+
+def test_toy_datasets_get_no_paper_layouts_but_heatmap_and_tables_tex(report):
+    out, paths = report
+    assert not list(out.glob("paper_table*"))  # the paper has no toy_set: the generic tables only
+    heat = out / "s_toy_set_ipc1_linear_lgm_transfer_heatmap.png"
+    assert heat in paths and heat.read_bytes().startswith(PNG_MAGIC)
+    assert not list(out.glob("*ipc_curve*"))  # one ipc only
+    tex = (out / "tables.tex").read_text()
+    assert tex.startswith("\\documentclass") and tex.rstrip().endswith("\\end{document}")
+    for label in ("tab:s_toy_set_ipc1_linear", "tab:s_toy_set_ipc1_linear_lgm_transfer", "tab:s_other_ipc1_linear"):
+        assert f"\\label{{{label}}}" in tex
+    assert tex.count("\\begin{table}") == tex.count("\\end{table}") == 3
+
+
+def test_accuracy_versus_ipc_curve_when_several_ipc(tmp_path):
+    for ipc, value in ((1, 40.0), (10, 60.0), (50, 70.0)):
+        write_cell(tmp_path / "r" / f"lgm{ipc}.parquet", [_row(ipc=ipc, top1=value)])
+    write_cell(tmp_path / "r" / "full.parquet", [_row(method="full_data", distill_backbone="", ipc=0, top1=90.0)])
+    paths = build_report(tmp_path / "r", tmp_path / "o", pdf=False)
+    curve = tmp_path / "o" / "s_toy_set_linear_ipc_curve.png"
+    assert curve in paths and curve.read_bytes().startswith(PNG_MAGIC)
+    assert "](s_toy_set_linear_ipc_curve.png)" in (tmp_path / "o" / "summary.md").read_text()

@@ -1,8 +1,12 @@
 """Format-independent tables: an aggregated frame -> a :class:`Grid` of :class:`Cell` values.
 
 A grid knows nothing about LaTeX or Markdown; :mod:`.latex` and :mod:`.markdown` render it. Layouts
-(same-model table, cross-model transfer matrix, later the paper's Table 2/3/4) are functions that pick
-rows out of the aggregated frame and call :func:`build_grid`.
+(same-model table, cross-model transfer matrix; the paper's tables in :mod:`.paper`) are functions that
+pick rows out of the aggregated frame and call :func:`build_grid`.
+
+A grid with ``compare=True`` is rendered with three sub-columns per column: ours, the published value
+(``cell.extra["paper"]``, optionally ``cell.extra["paper_std"]``) and the signed difference ours - paper;
+see :func:`attach_paper`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class Grid:
     cells: list[list[Cell]]
     corner: str = ""
     title: str = ""
+    decimals: int = DECIMALS  # digits after the point for our values
+    compare: bool = False  # render ours | paper | delta per column (see attach_paper)
 
     def cell(self, row: str, column: str) -> Cell:
         return self.cells[self.rows.index(row)][self.columns.index(column)]
@@ -134,6 +140,55 @@ def format_value(cell: Cell, pm: str, decimals: int = DECIMALS, missing: str = "
     if cell.has_std:
         text += f" {pm} {cell.std:.{decimals}f}"
     return text
+
+
+def _published(value: float) -> str:
+    """A published number at its own precision (at least one decimal, at most two): 84.9, 85.0, 84.25."""
+    text = f"{value:.2f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+def paper_value(cell: Cell) -> float | None:
+    return _num(cell.extra.get("paper"))
+
+
+def format_paper(cell: Cell, pm: str, missing: str = "--") -> str:
+    """The published value of ``cell`` (``"84.9"``, or ``"84.9 ± 0.3"`` when the paper gives a std)."""
+    value = paper_value(cell)
+    if value is None:
+        return missing
+    std = _num(cell.extra.get("paper_std"))
+    return _published(value) + (f" {pm} {_published(std)}" if std is not None else "")
+
+
+def delta(cell: Cell) -> float | None:
+    """Ours - paper, or None when either is missing."""
+    value = paper_value(cell)
+    return None if value is None or cell.missing else cell.mean - value
+
+
+def format_delta(cell: Cell, decimals: int = DECIMALS, missing: str = "--") -> str:
+    """The signed difference ours - paper: ``"+0.50"``, ``"-0.80"``."""
+    d = delta(cell)
+    return missing if d is None else f"{d:+.{decimals}f}"
+
+
+def attach_paper(grid: Grid, lookup: Callable[[str, str], tuple[float, float | None] | None]) -> Grid:
+    """Put the published value of every cell into ``cell.extra`` (``lookup(row, column)`` returns
+    ``(top1, std or None)`` or None) and mark the grid for ours | paper | delta rendering."""
+    cells = []
+    for r, row in zip(grid.rows, grid.cells, strict=True):
+        line = []
+        for c, cell in zip(grid.columns, row, strict=True):
+            found = lookup(r, c)
+            extra = {k: v for k, v in cell.extra.items() if k not in ("paper", "paper_std")}
+            if found is not None and _num(found[0]) is not None:
+                extra["paper"] = float(found[0])
+                if _num(found[1]) is not None:
+                    extra["paper_std"] = float(found[1])
+            line.append(replace(cell, extra=extra))
+        cells.append(line)
+    return replace(grid, cells=cells, compare=True)
 
 
 # ----------------------------------------------------------------------------------------- layouts
