@@ -1,9 +1,11 @@
-"""The registered datasets. Add a Hub dataset with one ``DATASETS.add(name, DatasetSpec(...))`` entry."""
+"""The registered datasets. Add a Hub dataset with one ``DATASETS.add(name, DatasetSpec(...))`` entry; the
+paper's datasets come from the one table ``benchmark.data.paper.PAPER_DATASETS``."""
 
 from __future__ import annotations
 
 from ..registries import DATASETS
 from .embedded import EmbeddedSource
+from .paper import PAPER_DATASETS
 from .spec import DatasetSpec, HubSource
 
 # -- bundled: offline, in the repository ----------------------------------------------------------------
@@ -27,3 +29,7 @@ DATASETS.add("fashion_mnist", DatasetSpec(
     description="Fashion-MNIST from the Hub (zalando-datasets/fashion_mnist): 60k train / 10k test, 10 classes.",
     source=HubSource("zalando-datasets/fashion_mnist"),
 ))
+
+# -- the paper's datasets: one row each in benchmark/data/paper.py -------------------------------------
+for _row in PAPER_DATASETS:
+    DATASETS.add(_row.key, _row.spec())

@@ -151,6 +151,7 @@ class EmbeddedSource:
     """
 
     kind: ClassVar[str] = "embedded"
+    is_local: ClassVar[bool] = True  # bundled: LGM_BENCH_DATA_<NAME> does not replace it
     asset: str = FASHION_MNIST_ASSET
     classes: tuple[int, ...] | None = None
     per_class: tuple[tuple[str, int], ...] = ()

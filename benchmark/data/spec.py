@@ -13,12 +13,20 @@ the rows come from; every source goes through HF ``datasets``:
 
 ``spec.with_local(path)`` points any entry at a local copy (a parquet mirror of the Hub dataset or an
 image folder) and keeps everything else (split and column names, description); the rows then go
-through exactly the same validation and fingerprinting as the Hub rows.
+through exactly the same validation and fingerprinting as the Hub rows. Without touching code, the
+environment variable ``LGM_BENCH_DATA_<NAME>`` (``<NAME>``: the registered name upper-cased, other
+characters than letters and digits as ``_``, e.g. ``LGM_BENCH_DATA_IMAGENET1K=/data/imagenet1k``) does the
+same at load time for an entry whose source is not already local (see ``local_env_var``).
+
+When a Hub dataset cannot be loaded (offline, gated, not found), the ``DatasetError`` names the fix:
+for a gated dataset, accepting its terms on the Hub and logging in; for any, the local override.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +45,7 @@ class DatasetError(ValueError):
 
 class Source(Protocol):
     kind: ClassVar[str]
+    is_local: bool  # reads files on disk already: the LGM_BENCH_DATA_<NAME> override does not apply
 
     def load_split(self, split: str) -> Any:
         """The rows of the real split ``split`` as a ``datasets.Dataset``."""
@@ -57,12 +66,18 @@ def _unknown_split(err: Exception) -> bool:
 
 @dataclass(frozen=True)
 class HubSource:
-    """A dataset on the Hugging Face Hub (or anything else ``load_dataset(path, name)`` accepts)."""
+    """A dataset on the Hugging Face Hub (or anything else ``load_dataset(path, name)`` accepts).
+
+    ``gated``: the Hub serves it only to a logged-in user who accepted its terms (ImageNet); the error
+    when it cannot be loaded says so.
+    """
 
     kind: ClassVar[str] = "hub"
+    is_local: ClassVar[bool] = False
     hub_id: str
     config: str | None = None
     revision: str | None = None
+    gated: bool = False
 
     def load_split(self, split: str) -> Any:
         from datasets import load_dataset
@@ -94,6 +109,7 @@ class ParquetSource:
     """Local parquet files: a directory in the Hub's layout, or ``data_files`` as (split, files) pairs."""
 
     kind: ClassVar[str] = "parquet"
+    is_local: ClassVar[bool] = True
     data_dir: str | None = None
     data_files: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
@@ -133,6 +149,7 @@ class ImageFolderSource:
     """A local folder of images: ``<data_dir>/<split>/<class>/<image>`` (class = label)."""
 
     kind: ClassVar[str] = "imagefolder"
+    is_local: ClassVar[bool] = True
     data_dir: str
 
     def load_split(self, split: str) -> Any:
@@ -195,6 +212,14 @@ def local_source(path: str | Path | Mapping[str, str | Sequence[str]], kind: str
     raise DatasetError(f"unknown local dataset kind {kind!r}; use 'parquet' or 'imagefolder'")
 
 
+LOCAL_ENV_PREFIX = "LGM_BENCH_DATA_"
+
+
+def local_env_var(name: str) -> str:
+    """The environment variable that points the registered dataset ``name`` at local files."""
+    return LOCAL_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A registered dataset: its source, its train/test split names and its columns.
@@ -202,6 +227,7 @@ class DatasetSpec:
     ``train_split``/``test_split`` are the source's real split names behind the logical ``"train"`` and
     ``"test"`` (e.g. ImageNet's test split is ``"validation"``). ``class_names`` overrides the names
     read from the label column's ``ClassLabel`` feature (needed when the labels are plain integers).
+    ``notes``: provenance and caveats (sizes, what to avoid), for people; nothing reads it.
     """
 
     name: str
@@ -213,6 +239,7 @@ class DatasetSpec:
     label_column: str = "label"
     group_column: str | None = None
     class_names: tuple[str, ...] | None = None
+    notes: str = ""
 
     def __post_init__(self) -> None:
         if "\n" in self.description.strip():
@@ -234,8 +261,26 @@ class DatasetSpec:
         """
         if isinstance(path, Mapping):
             path = {self.split_name(k) if k in LOGICAL_SPLITS else k: v for k, v in path.items()}
+        if hasattr(self.source, "with_local"):  # a source that knows its own local layout
+            return self.with_source(self.source.with_local(path, kind=kind))
         config = getattr(self.source, "config", None)
         return self.with_source(local_source(path, kind=kind, config=config))
+
+    @property
+    def local_env_var(self) -> str:
+        return local_env_var(self.name)
+
+    def resolved(self) -> DatasetSpec:
+        """This entry, or, when ``LGM_BENCH_DATA_<NAME>`` is set and the source is not local already
+        (an explicit ``with_local`` wins), the same entry read from the path it names."""
+        var = self.local_env_var
+        path = os.environ.get(var, "").strip()
+        if not path or getattr(self.source, "is_local", False):
+            return self
+        try:
+            return self.with_local(path)
+        except DatasetError as err:
+            raise DatasetError(f"{var}={path} (dataset {self.name!r}): {err}") from None
 
     # -- loading -------------------------------------------------------------------------------------
     def split_name(self, split: str) -> str:
@@ -249,11 +294,44 @@ class DatasetSpec:
             f"(= {self.train_split!r} of the source) and 'test' (= {self.test_split!r})"
         )
 
+    def load_real_split(self, real: str) -> Any:
+        """The source's split ``real`` (a real split name), after the local override; a Hub dataset that
+        cannot be reached raises a ``DatasetError`` that names the fix."""
+        spec = self.resolved()
+        try:
+            return spec.source.load_split(real)
+        except OSError as err:  # ConnectionError, DatasetNotFoundError, GatedRepoError, ...
+            if not isinstance(spec.source, HubSource):
+                raise
+            raise DatasetError(spec._hub_failure(err)) from err
+
+    def _hub_failure(self, err: Exception) -> str:
+        hub = self.source
+        text = f"dataset {self.name!r} could not be loaded from {hub.describe()}: {type(err).__name__}: {err}."
+        if hub.gated:
+            text += (
+                f" It is gated: sign in on huggingface.co, accept its terms of access at "
+                f"https://huggingface.co/datasets/{hub.hub_id}, then log in here with "
+                f"`huggingface-cli login` (newer: `hf auth login`; or set HF_TOKEN)."
+            )
+        offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+                   if os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")]
+        if offline:
+            text += f" Downloading needs the network and {' and '.join(offline)} unset."
+        text += (
+            f" Or point the entry at local files (a parquet mirror in the Hub layout or an image folder): "
+            f"{self.local_env_var}=<dir>, or DATASETS.get({self.name!r}).with_local(<dir>)."
+        )
+        return text
+
     def load_raw(self, split: str) -> Any:
         """The ``datasets.Dataset`` behind the logical ``split``, unvalidated."""
+        spec = self.resolved()
+        if spec is not self:
+            return spec.load_raw(split)
         real = self.split_name(split)
         try:
-            return self.source.load_split(real)
+            return self.load_real_split(real)
         except (ValueError, KeyError) as err:
             if not _unknown_split(err):
                 raise
@@ -269,6 +347,9 @@ class DatasetSpec:
 
     def load(self, split: str) -> LabeledImages:
         """Load, validate and fingerprint one logical split ("train" or "test")."""
+        spec = self.resolved()
+        if spec is not self:  # LGM_BENCH_DATA_<NAME>: messages then name the local source
+            return spec.load(split)
         ds = self.load_raw(split)
         ds, class_names = self._validate(ds, split)
         fp = fingerprint(ds, split=split, class_names=class_names, image_column=self.image_column,
