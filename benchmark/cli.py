@@ -1,0 +1,153 @@
+"""``python -m benchmark``: run suites, render reports, list what is registered."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .registries import BACKBONES, DATASETS, METHODS, PROBES, SUITES
+from .registry import Registry, RegistryError
+from .suites import DEFAULT_SUITE, Suite
+
+LISTABLE: dict[str, Registry] = {
+    "methods": METHODS, "backbones": BACKBONES, "datasets": DATASETS, "suites": SUITES, "probes": PROBES,
+}
+EXIT_FAILED_CELLS = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed without a traceback, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark",
+        description="lgm-bench: dataset distillation for linear probes on frozen pretrained backbones.",
+        epilog="Start with `python -m benchmark run` (the embedded default, offline), then "
+               "`python -m benchmark report`.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,list}")
+
+    run = sub.add_parser("run", help="run a suite (default: the embedded default suite)",
+                         description="Run every cell of a suite; finished cells are skipped, so an "
+                                     "interrupted run continues where it stopped.")
+    run.add_argument("--suite", default=DEFAULT_SUITE, help=f"suite name (default: {DEFAULT_SUITE}; "
+                     "see `list suites`)")
+    run.add_argument("--methods", nargs="+", metavar="NAME", help="only these methods")
+    run.add_argument("--backbones", nargs="+", metavar="NAME", help="only these backbones")
+    run.add_argument("--datasets", nargs="+", metavar="NAME", help="only these datasets")
+    run.add_argument("--ipc", nargs="+", type=int, metavar="K", help="images per class")
+    run.add_argument("--seeds", type=int, metavar="N", help="probe seeds per cell (and selection seeds "
+                     "for random real images)")
+    run.add_argument("--protocol", help="probe protocol: paper (METHOD.md section 2) or fast "
+                     "(cached features, lr chosen on a validation split of train)")
+    run.add_argument("--results", type=Path, default=Path("results"), help="results directory "
+                     "(default: ./results)")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--dry-run", action="store_true", help="list the cells and what they need; run nothing")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    report = sub.add_parser("report", help="render LaTeX/Markdown tables and figures from results",
+                            description="Read the Parquet results and write tables and figures.")
+    report.add_argument("--results", type=Path, default=Path("results"), help="results directory")
+    report.add_argument("--out", type=Path, default=Path("reports"), help="output directory")
+
+    lst = sub.add_parser("list", help="list registered methods, backbones, datasets, suites or probes")
+    lst.add_argument("what", choices=sorted(LISTABLE))
+    return parser
+
+
+def check_names(registry: Registry, names: Sequence[str] | None) -> None:
+    for name in names or ():
+        if name not in registry:
+            raise UsageError(registry.unknown_message(name))
+
+
+def suite_from_args(args: argparse.Namespace) -> Suite:
+    if args.suite not in SUITES:
+        raise UsageError(SUITES.unknown_message(args.suite))
+    check_names(METHODS, args.methods)
+    check_names(BACKBONES, args.backbones)
+    check_names(DATASETS, args.datasets)
+    if args.protocol is not None and args.protocol not in PROBES:
+        raise UsageError(PROBES.unknown_message(args.protocol))
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    if args.ipc is not None and min(args.ipc) < 1:
+        raise UsageError("--ipc values must be at least 1")
+    suite: Suite = SUITES.get(args.suite)
+    # a backbone filter narrows the distilling backbones too, so no cell asks for one left out
+    distill = [b for b in suite.distill_backbones or suite.backbones if b in args.backbones] \
+        if args.backbones and suite.distill_backbones else None
+    return suite.replace(methods=args.methods, backbones=args.backbones, datasets=args.datasets, ipc=args.ipc,
+                         seeds=args.seeds, protocol=args.protocol, distill_backbones=distill)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import Runner, describe_plan, resolve_device
+
+    suite = suite_from_args(args)
+    cells = suite.cells()
+    if not cells:
+        raise UsageError(f"suite {suite.name!r} with these filters has no cells; loosen --methods/--backbones")
+    if args.dry_run:
+        print(describe_plan(suite, args.results))
+        return 0
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as err:
+        raise UsageError(str(err)) from None
+    summary = Runner(suite, args.results, device=device, progress=not args.no_progress).run()
+    print(f"{summary.ran} cells run, {summary.skipped} skipped (already done), {len(summary.failed)} failed; "
+          f"{summary.made_sets} sets made, {summary.reused_sets} reused. Results: {args.results}")
+    for line in summary.failed:
+        print(f"  FAILED {line}", file=sys.stderr)
+    return 0 if summary.ok else EXIT_FAILED_CELLS
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    if not args.results.exists():
+        raise UsageError(f"no results directory {args.results}; run `python -m benchmark run` first")
+    try:
+        written = build_report(args.results, args.out)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {len(written)} files to {args.out}")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = LISTABLE[args.what]
+    names = registry.names()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {registry.describe(name)}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, RegistryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

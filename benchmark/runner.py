@@ -1,0 +1,249 @@
+"""The local runner: a suite's cells, each made, probed and written as one Parquet file.
+
+A synthetic set is made once per (dataset, method, distilling backbone, ipc, method seed), stored as an
+artifact and reused by every evaluating backbone. Finished cells are skipped on the next run; a failing
+cell records its error and the run goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import provenance
+from .artifacts import ArtifactKey, ArtifactStore
+from .features import FeatureCache
+from .hashing import canonical_json, stable_hash
+from .registries import BACKBONES, DATASETS, METHODS, PROBES
+from .results import read_cell, write_cell
+from .suites import Cell, Suite
+from .types import Backbone, LabeledImages, RunContext, SyntheticSet
+
+log = logging.getLogger(__name__)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
+    return device
+
+
+@dataclass
+class RunSummary:
+    total: int = 0
+    skipped: int = 0
+    ran: int = 0
+    failed: list[str] = field(default_factory=list)
+    made_sets: int = 0
+    reused_sets: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class Made:
+    synset: SyntheticSet
+    directory: Path
+    cost: dict[str, Any]
+    config: dict[str, Any]
+
+
+def cell_path(results: Path, cell: Cell) -> Path:
+    return Path(results) / "cells" / cell.suite / f"{cell.cell_id}.parquet"
+
+
+def is_done(results: Path, cell: Cell) -> bool:
+    """A cell is done when its file holds one ok row per probe seed; anything else runs again."""
+    frame = read_cell(cell_path(results, cell))
+    return frame is not None and len(frame) == len(cell.probe_seeds) and bool((frame.status == "ok").all())
+
+
+class Runner:
+    """Runs a suite's cells on one device, writing ``<results>/cells/<suite>/<cell_id>.parquet``."""
+
+    def __init__(self, suite: Suite, results: Path, device: torch.device | None = None,
+                 progress: bool = True, features: FeatureCache | None = None) -> None:
+        self.suite = suite
+        self.results = Path(results)
+        self.device = device or resolve_device()
+        self.progress = progress
+        self.features = features or FeatureCache(progress=progress)
+        self.store = ArtifactStore(self.results / "artifacts")
+        self._data: dict[str, tuple[LabeledImages, LabeledImages]] = {}
+        self._backbones: dict[str, Backbone] = {}
+        self._sets: dict[str, Made] = {}
+        self.summary = RunSummary()
+
+    # -- lazily built inputs -----------------------------------------------------------------------
+    def data(self, name: str) -> tuple[LabeledImages, LabeledImages]:
+        if name not in self._data:
+            spec = DATASETS.get(name)
+            self._data[name] = (spec.load("train"), spec.load("test"))
+        return self._data[name]
+
+    def backbone(self, name: str) -> Backbone:
+        if name not in self._backbones:
+            options = self.suite.backbone_options.get(name, {})
+            self._backbones[name] = BACKBONES.get(name).build(device=self.device, **options).to(self.device)
+        return self._backbones[name]
+
+    def method(self, name: str) -> Any:
+        return METHODS.get(name)(**self.suite.method_options.get(name, {}))
+
+    def artifact_key(self, dataset: str, method_name: str, backbone: str, ipc: int, seed: int) -> ArtifactKey:
+        train, _ = self.data(dataset)
+        identity = self.backbone(backbone).identity.key() if backbone else None
+        return ArtifactKey(dataset, train.fingerprint, self.method(method_name).config(), backbone, identity,
+                           ipc, seed)
+
+    def context(self, directory: Path, dataset: str, backbone: str, ipc: int, seed: int) -> RunContext:
+        def load_synthetic(other: str) -> SyntheticSet | None:
+            found = self.store.load(self.artifact_key(dataset, other, backbone, ipc, seed))
+            return found[0] if found else None
+
+        return RunContext(device=self.device, features=self.features, artifact_dir=directory,
+                          load_synthetic=load_synthetic, progress=self.progress)
+
+    def synthetic(self, cell: Cell) -> Made:
+        """The cell's set: from this run's memory, from the artifact store, or made now and stored."""
+        key = self.artifact_key(cell.dataset, cell.method, cell.distill_backbone, cell.ipc, cell.method_seed)
+        if key.digest in self._sets:
+            return self._sets[key.digest]
+        directory = self.store.directory(key)
+        found = self.store.load(key)
+        if found is not None:
+            synset, meta = found
+            made = Made(synset, directory, meta.get("cost", {}), key.method_config)
+            self.summary.reused_sets += 1
+        else:
+            train, _ = self.data(cell.dataset)
+            backbone = self.backbone(cell.distill_backbone) if cell.distill_backbone else None
+            ctx = self.context(directory, cell.dataset, cell.distill_backbone, cell.ipc, cell.method_seed)
+            directory.mkdir(parents=True, exist_ok=True)
+            with provenance.measure(self.device) as cost:
+                synset = self.method(cell.method).synthesize(train, backbone, cell.ipc, cell.method_seed, ctx)
+            cost_dict = dataclasses.asdict(cost)
+            self.store.save(key, synset, cost_dict)
+            made = Made(synset, directory, cost_dict, key.method_config)
+            self.summary.made_sets += 1
+        self._sets[key.digest] = made
+        return made
+
+    # -- one cell ----------------------------------------------------------------------------------
+    def run_cell(self, cell: Cell) -> list[dict[str, Any]]:
+        started = now()
+        base = self.base_row(cell, started)
+        try:
+            train, test = self.data(cell.dataset)
+            made = self.synthetic(cell)
+            backbone = self.backbone(cell.eval_backbone)
+            protocol = PROBES.get(cell.protocol)(**self.suite.protocol_options.get(cell.protocol, {}))
+            ctx = self.context(made.directory, cell.dataset, cell.distill_backbone, cell.ipc, cell.method_seed)
+            base.update(self.provenance_of(cell, made, protocol.config(), train, test, backbone))
+            rows = []
+            for seed in cell.probe_seeds:
+                with provenance.measure(self.device) as cost:
+                    (result,) = protocol.evaluate(made.synset, train, test, backbone, [seed], ctx)
+                rows.append({**base, "probe_seed": seed, "top1": result.top1, "top5": result.top5,
+                             "worst_group_top1": result.extra.get("worst_group_top1", float("nan")),
+                             "probe_extra": canonical_json(result.extra), "eval_seconds": cost.seconds,
+                             "eval_gpu_seconds": cost.gpu_seconds, "eval_peak_mem_bytes": cost.peak_mem_bytes,
+                             "status": "ok", "error": "", "finished_at": now()})
+            return rows
+        except Exception as err:  # one broken cell must not stop the grid; its row says why
+            log.debug("cell %s failed", cell.cell_id, exc_info=True)
+            message = f"{type(err).__name__}: {err}"
+            tail = traceback.format_exc(limit=-3)
+            return [{**base, "probe_seed": seed, "status": "error", "error": f"{message}\n{tail}",
+                     "finished_at": now()} for seed in cell.probe_seeds]
+
+    def base_row(self, cell: Cell, started: datetime) -> dict[str, Any]:
+        nan = float("nan")
+        return {
+            "suite": cell.suite, "dataset": cell.dataset, "method": cell.method,
+            "distill_backbone": cell.distill_backbone, "eval_backbone": cell.eval_backbone, "ipc": cell.ipc,
+            "method_seed": cell.method_seed, "protocol": cell.protocol, "top1": nan, "top5": nan,
+            "worst_group_top1": nan, "device": str(self.device), "cell_id": cell.cell_id,
+            "git_sha": provenance.git_sha(), "versions": provenance.versions(), "started_at": started,
+        }
+
+    def provenance_of(self, cell: Cell, made: Made, probe_config: dict[str, Any], train: LabeledImages,
+                      test: LabeledImages, backbone: Backbone) -> dict[str, Any]:
+        distill = self.backbone(cell.distill_backbone).identity if cell.distill_backbone else None
+        fields = {
+            "n_train": len(made.synset),
+            "distill_seconds": made.cost.get("seconds", float("nan")),
+            "distill_gpu_seconds": made.cost.get("gpu_seconds", float("nan")),
+            "distill_peak_mem_bytes": made.cost.get("peak_mem_bytes", 0),
+            "method_config": canonical_json(made.config), "probe_config": canonical_json(probe_config),
+            "artifact": str(made.directory),
+            "distill_weight_id": distill.weight_id if distill else "",
+            "distill_weight_sha256": distill.weight_sha256 if distill else "",
+            "eval_weight_id": backbone.identity.weight_id, "eval_weight_sha256": backbone.identity.weight_sha256,
+            "eval_input_size": backbone.input_size,
+            "train_fingerprint": train.fingerprint, "test_fingerprint": test.fingerprint,
+        }
+        fields["config_hash"] = stable_hash({
+            "cell": dataclasses.asdict(cell), "method": made.config, "probe": probe_config,
+            "distill": distill.key() if distill else None, "eval": backbone.identity.key(),
+            "train": train.fingerprint, "test": test.fingerprint}, 16)
+        return fields
+
+    # -- the grid ----------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        cells = self.suite.cells()
+        self.summary = RunSummary(total=len(cells))
+        pending = [c for c in cells if not is_done(self.results, c)]
+        self.summary.skipped = len(cells) - len(pending)
+        if not pending:
+            print(f"All {len(cells)} cells of suite {self.suite.name!r} are already in {self.results}: "
+                  "nothing to train or probe.")
+            return self.summary
+        if self.summary.skipped:
+            print(f"Resuming: {self.summary.skipped} of {len(cells)} cells already done, {len(pending)} to run.")
+        bar = tqdm(pending, desc=f"suite {self.suite.name}", unit="cell", disable=not self.progress)
+        for cell in bar:
+            bar.set_postfix_str(cell.describe())
+            rows = self.run_cell(cell)
+            write_cell(cell_path(self.results, cell), rows)
+            self.summary.ran += 1
+            if rows[0]["status"] != "ok":
+                self.summary.failed.append(f"{cell.cell_id}: {rows[0]['error'].splitlines()[0]}")
+                tqdm.write(f"cell failed: {cell.describe()}\n  {rows[0]['error'].splitlines()[0]}")
+        return self.summary
+
+
+def describe_plan(suite: Suite, results: Path) -> str:
+    """The dry-run text: every cell, which are done, and the distinct sets to make."""
+    cells = suite.cells()
+    lines = [f"suite {suite.name}: {len(cells)} cells, protocol {suite.protocol}, "
+             f"{max(len(c.probe_seeds) for c in cells) if cells else 0} probe seeds per cell"]
+    done = 0
+    sets = set()
+    for cell in cells:
+        finished = is_done(results, cell)
+        done += finished
+        sets.add((cell.dataset, cell.method, cell.distill_backbone, cell.ipc, cell.method_seed))
+        lines.append(("  [done] " if finished else "  [todo] ") + cell.describe())
+    needs = sorted({*suite.datasets, *suite.backbones, *(suite.distill_backbones or [])})
+    lines.append(f"{len(sets)} synthetic sets to make or reuse; {done} cells already done.")
+    lines.append("needs: " + ", ".join(needs))
+    return "\n".join(lines)
+

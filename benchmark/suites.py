@@ -1,0 +1,130 @@
+"""Suites: named grids of cells (a product over axes, with exclusions)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .hashing import stable_hash
+from .registries import METHODS, SUITES
+
+PROBE_SEED_BASE = 3407  # the paper's probe seeds are 3407 + k
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, method, distilling backbone, evaluating backbone, ipc, method seed, protocol)."""
+
+    suite: str
+    dataset: str
+    method: str
+    distill_backbone: str  # "" when the method uses no backbone
+    eval_backbone: str
+    ipc: int  # 0 when the method does not depend on ipc
+    method_seed: int
+    probe_seeds: tuple[int, ...]
+    protocol: str
+
+    @property
+    def cell_id(self) -> str:
+        d = self.distill_backbone or "none"
+        readable = f"{self.dataset}__{self.method}__{d}__{self.eval_backbone}__ipc{self.ipc}__s{self.method_seed}"
+        return f"{readable}__{stable_hash(dataclasses.asdict(self), 10)}"
+
+    def describe(self) -> str:
+        via = f"{self.distill_backbone}->" if self.distill_backbone else ""
+        return (f"{self.dataset:<24} {self.method:<20} {via}{self.eval_backbone:<22} ipc={self.ipc:<3} "
+                f"seed={self.method_seed} probes={len(self.probe_seeds)} [{self.protocol}]")
+
+
+@dataclass
+class Suite:
+    """A grid of cells. ``cross_model`` names the methods whose sets are probed on every backbone
+    (``("*",)``: every method that uses a backbone); the others are probed on their own backbone only."""
+
+    name: str
+    description: str
+    datasets: list[str]
+    methods: list[str]
+    backbones: list[str]
+    ipc: list[int] = field(default_factory=lambda: [1])
+    seeds: int = 5
+    protocol: str = "paper"
+    cross_model: tuple[str, ...] = ()
+    distill_backbones: list[str] | None = None  # default: the same as ``backbones``
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backbone_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    protocol_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+
+    def replace(self, **changes: Any) -> Suite:
+        """A copy with the given axes replaced (CLI overrides); ``None`` keeps the suite's value."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def _crosses(self, method: str) -> bool:
+        return "*" in self.cross_model or method in self.cross_model
+
+    def cells(self) -> list[Cell]:
+        cells: list[Cell] = []
+        distillers = self.distill_backbones or self.backbones
+        for dataset in self.datasets:
+            for method in self.methods:
+                cls = METHODS.get(method)
+                for ipc in self.ipc if cls.uses_ipc else [0]:
+                    for db in distillers if cls.uses_backbone else [""]:
+                        crosses = db == "" or self._crosses(method)
+                        evals = self.backbones if crosses else [db] if db in self.backbones else []
+                        for eb in evals:
+                            cells.extend(self._seeded(dataset, method, db, eb, ipc, cls.paired_seeds))
+        return [c for c in dict.fromkeys(cells) if not self._excluded(c)]
+
+    def _seeded(self, dataset: str, method: str, db: str, eb: str, ipc: int, paired: bool) -> list[Cell]:
+        make = lambda seed, probes: Cell(self.name, dataset, method, db, eb, ipc, seed, probes, self.protocol)
+        if paired:  # e.g. random real: a new selection per seed, probed once with the matching seed
+            return [make(k, (PROBE_SEED_BASE + k,)) for k in range(self.seeds)]
+        return [make(0, tuple(PROBE_SEED_BASE + k for k in range(self.seeds)))]
+
+    def _excluded(self, cell: Cell) -> bool:
+        fields = dataclasses.asdict(cell)
+        return any(all(fields.get(k) == v for k, v in rule.items()) for rule in self.exclude)
+
+
+def register_suite(suite: Suite) -> Suite:
+    SUITES.add(suite.name, suite)
+    return suite
+
+
+# -- the suites users type ------------------------------------------------------------------------
+
+EMBEDDED_BACKBONES = {
+    # CPU-sized inputs for the embedded default: Fashion-MNIST is 28 px, so little is lost
+    "effnet_lite0": {"input_size": 64},
+    "vit_s14_imgfocus": {"input_size": 56},
+}
+
+DEFAULT = register_suite(Suite(
+    name="default",
+    description="embedded default: real bundled weights and Fashion-MNIST images, offline, minutes on a CPU",
+    datasets=["fashion_mnist_embedded"],
+    methods=["random_real", "full_data"],
+    backbones=list(EMBEDDED_BACKBONES),
+    ipc=[1],
+    seeds=5,
+    protocol="fast",
+    cross_model=("*",),
+    backbone_options=EMBEDDED_BACKBONES,
+))
+
+SMOKE = register_suite(Suite(
+    name="smoke",
+    description="tiny random-init ViT on a tiny bundled dataset: the whole pipeline in seconds",
+    datasets=["smoke_tiny"],
+    methods=["random_real", "full_data"],
+    backbones=["tiny_vit"],
+    ipc=[1],
+    seeds=2,
+    protocol="fast",
+))
+
+DEFAULT_SUITE = DEFAULT.name

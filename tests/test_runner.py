@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmark.features import FeatureCache
+from benchmark.registries import BACKBONES, DATASETS, METHODS
+from benchmark.results import COLUMNS, read_results
+from benchmark.runner import Runner, describe_plan
+from benchmark.suites import Suite
+from benchmark.types import Method, SyntheticSet
+from tests.toys import ToyBackbone, ToyDataset
+
+CALLS: dict[str, int] = {}
+
+
+class Counting(Method):
+    """Picks the first ipc images of each class and counts how often it is asked."""
+
+    name = "t_counting"
+
+    def synthesize(self, train, backbone, ipc, seed, ctx):
+        CALLS[backbone.name] = CALLS.get(backbone.name, 0) + 1
+        idx = [int(train.class_indices(c)[ipc * seed % 3]) for c in range(train.num_classes)]
+        return SyntheticSet(labels=train.labels[idx], images=train.load(idx, backbone.preprocess))
+
+
+class Broken(Method):
+    name = "t_broken"
+    uses_backbone = False
+
+    def synthesize(self, train, backbone, ipc, seed, ctx):
+        raise RuntimeError("this method is broken on purpose")
+
+
+@pytest.fixture(autouse=True)
+def toys():
+    entries = [(DATASETS, "toy", ToyDataset()), (BACKBONES, "toy_a", ToyBackbone("toy_a", seed=0)),
+               (BACKBONES, "toy_b", ToyBackbone("toy_b", seed=1)), (METHODS, "t_counting", Counting),
+               (METHODS, "t_broken", Broken)]
+    for registry, name, obj in entries:
+        registry._load()
+        registry._entries[name] = obj
+    CALLS.clear()
+    yield
+    for registry, name, _ in entries:
+        registry._entries.pop(name)
+
+
+def make_suite(**kw) -> Suite:
+    base = dict(name="toy_suite", description="", datasets=["toy"], methods=["random_real", "full_data", "t_counting"],
+                backbones=["toy_a", "toy_b"], ipc=[1], seeds=2, protocol="fast", cross_model=("t_counting",))
+    return Suite(**{**base, **kw})
+
+
+def run(tmp_path, suite=None, results="results"):
+    runner = Runner(suite or make_suite(), tmp_path / results, progress=False,
+                    features=FeatureCache(tmp_path / "features", progress=False))
+    return runner, runner.run()
+
+
+def test_rows_schema_and_provenance(tmp_path) -> None:
+    suite = make_suite()
+    _, summary = run(tmp_path, suite)
+    frame = read_results(tmp_path / "results")
+    assert summary.ok and summary.ran == len(suite.cells())
+    assert list(frame.columns) == COLUMNS
+    # one row per cell x probe seed
+    assert len(frame) == sum(len(c.probe_seeds) for c in suite.cells())
+    assert (frame.status == "ok").all()
+    assert frame.top1.between(0, 100).all() and (frame.top5 >= frame.top1).all()
+    assert frame.eval_weight_sha256.str.len().eq(64).all()
+    assert frame.train_fingerprint.ne(frame.test_fingerprint).all()
+    assert frame.git_sha.str.len().ge(7).all() and frame.config_hash.str.len().eq(16).all()
+    full = frame[frame.method == "full_data"]
+    assert (full.n_train == 36).all() and (full.ipc == 0).all()
+    rand = frame[frame.method == "random_real"]
+    assert sorted(rand.method_seed.unique()) == [0, 1] and (rand.n_train == 3).all()
+
+
+def test_set_is_made_once_per_distilling_backbone_and_reused(tmp_path) -> None:
+    _, summary = run(tmp_path)
+    # t_counting: distilled with toy_a and toy_b, each probed on both backbones (cross-model)
+    assert CALLS == {"toy_a": 1, "toy_b": 1}
+    frame = read_results(tmp_path / "results")
+    counting = frame[frame.method == "t_counting"]
+    assert set(zip(counting.distill_backbone, counting.eval_backbone)) == {
+        ("toy_a", "toy_a"), ("toy_a", "toy_b"), ("toy_b", "toy_a"), ("toy_b", "toy_b")}
+    assert counting.groupby("distill_backbone").artifact.nunique().eq(1).all()
+
+
+def test_second_run_trains_nothing_and_says_so(tmp_path, capsys) -> None:
+    run(tmp_path)
+    before = read_results(tmp_path / "results")
+    CALLS.clear()
+    _, summary = run(tmp_path)
+    assert summary.ran == 0 and summary.skipped == summary.total and summary.made_sets == 0
+    assert CALLS == {}
+    assert "nothing to train" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(before, read_results(tmp_path / "results"))
+
+
+def test_artifacts_are_reused_by_a_fresh_run(tmp_path) -> None:
+    run(tmp_path)
+    for cell in (tmp_path / "results" / "cells").rglob("*t_counting*toy_a__toy_b*.parquet"):
+        cell.unlink()
+    CALLS.clear()
+    _, summary = run(tmp_path)
+    assert summary.ran == 1 and CALLS == {} and summary.reused_sets == 1
+
+
+def test_failing_cell_is_recorded_and_the_run_goes_on(tmp_path) -> None:
+    suite = make_suite(methods=["t_broken", "full_data"])
+    _, summary = run(tmp_path, suite)
+    frame = read_results(tmp_path / "results")
+    broken = frame[frame.method == "t_broken"]
+    assert not summary.ok and len(summary.failed) == 2  # one per eval backbone
+    assert (broken.status == "error").all() and broken.error.str.contains("broken on purpose").all()
+    assert (frame[frame.method == "full_data"].status == "ok").all()
+    # a failed cell is tried again on the next run; finished ones are not
+    _, again = run(tmp_path, suite)
+    assert again.ran == 2 and again.skipped == 2
+
+
+def test_same_seed_same_numbers(tmp_path) -> None:
+    run(tmp_path, results="one")
+    run(tmp_path, results="two")
+    keys = ["method", "distill_backbone", "eval_backbone", "method_seed", "probe_seed"]
+    one = read_results(tmp_path / "one").sort_values(keys).reset_index(drop=True)
+    two = read_results(tmp_path / "two").sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_series_equal(one.top1, two.top1)
+    pd.testing.assert_series_equal(one.config_hash, two.config_hash)
+
+
+def test_dry_run_plan_lists_cells_and_writes_nothing(tmp_path) -> None:
+    text = describe_plan(make_suite(), tmp_path / "results")
+    assert text.count("[todo]") == len(make_suite().cells())
+    assert not (tmp_path / "results").exists()
