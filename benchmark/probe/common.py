@@ -1,0 +1,82 @@
+"""Pieces both probe protocols share: input checks, head initialisation, embedding in-memory images."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..features import backbone_device
+from ..types import Backbone, FeatureSource, LabeledImages, ProbeProtocol, SyntheticSet
+
+
+class ProbeBase(ProbeProtocol):
+    """A ProbeProtocol whose unknown options give a message that lists the known ones."""
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            self.options = self.Options(**options)
+        except TypeError as err:
+            known = ", ".join(f.name for f in dataclasses.fields(self.Options)) or "none"
+            raise ValueError(f"bad options for probe {self.name!r}: {err}; known options: {known}") from None
+        self._memo: tuple[tuple[Any, ...], Any] | None = None
+
+    def _memoized(self, refs: tuple[Any, ...], make: Any) -> Any:
+        """``make()`` once per set of objects (compared by identity): the runner calls evaluate per seed."""
+        if self._memo is not None:
+            held, value = self._memo
+            if len(held) == len(refs) and all(a is b for a, b in zip(held, refs, strict=True)):
+                return value
+        value = make()
+        self._memo = (refs, value)
+        return value
+
+
+def check_inputs(synset: SyntheticSet, train: LabeledImages, test: LabeledImages) -> int:
+    """Raise ValueError on inputs no probe can score; return the number of classes."""
+    if (synset.images is None and synset.indices is None) or len(synset) == 0:
+        raise ValueError("the set holds no images and no indices of training images: nothing to train "
+                         "a probe on")
+    if len(test) == 0:
+        raise ValueError(f"the test split of {test.name!r} is empty: nothing to score the probe on")
+    num_classes = train.num_classes
+    if num_classes < 1:
+        raise ValueError(f"dataset {train.name!r} has no classes")
+    labels = synset.labels
+    if labels.dtype.is_floating_point or labels.dim() != 1:
+        raise ValueError("SyntheticSet.labels must be a 1-D integer tensor (hard labels)")
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(f"set labels span [{int(labels.min())}, {int(labels.max())}] but {train.name!r} "
+                         f"has {num_classes} classes")
+    return num_classes
+
+
+def init_head(dim: int, num_classes: int, generator: torch.Generator, std: float = 0.01) -> tuple[Tensor, Tensor]:
+    """The paper's head: weight (C x D) ~ N(0, std^2) from ``generator`` (CPU), bias 0."""
+    weight = torch.randn(num_classes, dim, generator=generator) * std
+    return weight, torch.zeros(num_classes)
+
+
+def embed_images(features: FeatureSource, backbone: Backbone, images: Tensor, batch_size: int = 128) -> Tensor:
+    """Features (float32, CPU) of in-memory images, through the cache's ``embed_images`` when it has one."""
+    embed = getattr(features, "embed_images", None)
+    if embed is not None:
+        return embed(backbone, images)
+    device = backbone_device(backbone)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device=device, dtype=torch.float32)
+            out.append(backbone.embed(x).float().cpu())
+    return torch.cat(out)
+
+
+def load_test_features(ctx_features: FeatureSource, backbone: Backbone, test: LabeledImages) -> Tensor:
+    """Cached centre-crop test features; checks they match the backbone's feature dimension."""
+    feats = ctx_features(backbone, test).float()
+    if feats.dim() != 2 or len(feats) != len(test):
+        raise ValueError(f"feature source returned {tuple(feats.shape)} for {len(test)} test rows")
+    return feats
+

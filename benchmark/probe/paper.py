@@ -1,0 +1,236 @@
+"""``paper``: the paper's evaluation protocol (METHOD.md section 2), exactly.
+
+A new linear head (weight ~ N(0, 0.01^2), bias 0) on the frozen evaluating backbone, trained on the set's
+images with flip + random resized crop to the backbone's input size (scale 0.08-1, ratio 3/4-4/3, no
+noise); the backbone runs inside the loop. Adam with lr = base_lr * batch / 256, batch = min(100, N),
+no weight decay, cosine schedule to 0 over the epochs (stepped per epoch), fp16 autocast with a gradient
+scaler on CUDA (fp32 on CPU). Top-1 / top-5 on the cached centre-crop test features after the last epoch:
+nothing is selected on test. The full-data reference (``synset.metadata["full_data"]`` or
+``full_data=True``) uses 100 epochs, batch 128, lr 5e-4.
+
+Determinism: head init, shuffling and augmentation draw from one CPU ``torch.Generator`` seeded with the
+probe seed, so a seed gives the same numbers on every CPU run.
+
+Real-image sets (``synset.indices`` without images) are decoded with a resize of the short side to
+round(size*256/224) and a centre crop of the same size (256 for a 224 backbone), then augmented like
+synthetic images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..features import backbone_device
+from ..registries import PROBES
+from ..types import Backbone, LabeledImages, Preprocess, ProbeResult, RunContext, SyntheticSet
+from .augment import flip_random_resized_crop
+from .common import ProbeBase, check_inputs, init_head, load_test_features
+from .metrics import score_logits
+
+
+def paper_learning_rate(n: int, base_lr: float = 1e-3, batch_cap: int = 100) -> float:
+    """The linear-scaling rule: ``base_lr * min(batch_cap, n) / 256`` (10 images: 3.9e-5)."""
+    return base_lr * min(batch_cap, n) / 256.0
+
+
+@dataclass
+class PaperOptions:
+    epochs: int = 1000
+    base_lr: float = 1e-3
+    batch_cap: int = 100  # batch = min(batch_cap, N)
+    weight_decay: float = 0.0
+    init_std: float = 0.01
+    min_scale: float = 0.08  # random resized crop area fraction in [min_scale, 1]
+    amp: bool = True  # fp16 autocast + grad scaler, on CUDA only
+    lr_scale: float = 1.0  # multiplies the learning rate (1.0 = the paper; see METHOD.md "Pitfall")
+    full_data: bool | None = None  # None: from synset.metadata["full_data"]
+    full_data_epochs: int = 100
+    full_data_batch: int = 128
+    full_data_lr: float = 5e-4  # absolute (= base_lr * 128 / 256)
+    preload_max_bytes: int = 1 << 30  # real images are decoded once when they fit, else per batch
+    num_workers: int = 0  # decoding workers when real images are decoded per batch
+    eval_batch_size: int = 8192
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epochs: int
+    batch_size: int
+    lr: float  # peak learning rate (the cosine schedule starts here)
+    full_data: bool
+    n: int  # training images
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n / self.batch_size) if self.batch_size else 0
+
+
+class _Images:
+    """Where training batches come from: an in-memory tensor or real images decoded per batch."""
+
+    def __init__(self, images: Tensor | None = None, train: LabeledImages | None = None,
+                 rows: Tensor | None = None, preprocess: Preprocess | None = None, num_workers: int = 0,
+                 device: torch.device | None = None, preload_max_bytes: int = 1 << 30) -> None:
+        self.device = device or torch.device("cpu")
+        self.train, self.rows, self.preprocess, self.num_workers = train, rows, preprocess, num_workers
+        self.tensor: Tensor | None = None
+        if images is not None:
+            nbytes = images.numel() * images.element_size()
+            self.tensor = images.to(self.device) if nbytes <= preload_max_bytes else images
+        else:
+            assert train is not None and rows is not None and preprocess is not None
+            nbytes = len(rows) * 3 * preprocess.crop ** 2  # decoded as uint8
+            if nbytes <= preload_max_bytes:
+                self.tensor = self._decode(rows).to(self.device)
+
+    def _decode(self, rows: Tensor) -> Tensor:
+        assert self.train is not None and self.preprocess is not None
+        return (self.train.load(rows, self.preprocess) * 255).round_().to(torch.uint8)
+
+    def batches(self, order: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """(images as float in [0, 1] on the device, positions in the set) for each batch of ``order``."""
+        chunks = list(order.split(batch_size))
+        if self.tensor is not None:
+            for pos in chunks:
+                yield self._as_float(self.tensor[pos.to(self.tensor.device)]), pos
+            return
+        if self.rows is not None and self.train is not None:
+            from torch.utils.data import DataLoader
+
+            loader = DataLoader(_RowDataset(self), batch_sampler=[c.tolist() for c in chunks],
+                                num_workers=self.num_workers, collate_fn=torch.stack)
+            for pos, x in zip(chunks, loader, strict=True):
+                yield self._as_float(x), pos
+            return
+        raise AssertionError("unreachable")
+
+    def _as_float(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+class _RowDataset(torch.utils.data.Dataset):
+    def __init__(self, images: _Images) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        assert self.images.rows is not None
+        return len(self.images.rows)
+
+    def __getitem__(self, pos: int) -> Tensor:
+        assert self.images.rows is not None
+        return self.images._decode(self.images.rows[pos:pos + 1])[0]
+
+
+@PROBES.register("paper")
+class PaperProbe(ProbeBase):
+    """The paper's protocol: augmented images through the frozen backbone, lr = 1e-3 * min(100, N) / 256."""
+
+    name = "paper"
+    description = "paper protocol: flip+RRC through the backbone, Adam lr=1e-3*min(100,N)/256, cosine, 1000 ep"
+    Options = PaperOptions
+
+    def schedule(self, n: int, full_data: bool = False) -> Schedule:
+        """Epochs, batch size and peak learning rate for a set of ``n`` images."""
+        o: PaperOptions = self.options
+        if full_data:
+            return Schedule(o.full_data_epochs, min(o.full_data_batch, n), o.full_data_lr * o.lr_scale, True, n)
+        lr = paper_learning_rate(n, o.base_lr, o.batch_cap) * o.lr_scale
+        return Schedule(o.epochs, min(o.batch_cap, n), lr, False, n)
+
+    def is_full_data(self, synset: SyntheticSet) -> bool:
+        if self.options.full_data is not None:
+            return bool(self.options.full_data)
+        return bool(synset.metadata.get("full_data", False))
+
+    def evaluate(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages,
+                 backbone: Backbone, seeds: Sequence[int], ctx: RunContext) -> list[ProbeResult]:
+        num_classes = check_inputs(synset, train, test)
+        device = backbone_device(backbone)
+        o: PaperOptions = self.options
+        images = self._memoized((synset, train, backbone), lambda: self._images(synset, train, backbone, device))
+        x_test = load_test_features(ctx.features, backbone, test)
+        schedule = self.schedule(len(synset), self.is_full_data(synset))
+        results = []
+        for seed in seeds:
+            started = time.perf_counter()
+            weight, bias, last_loss = self.train_head(images, synset.labels, num_classes, backbone, schedule,
+                                                      int(seed), device, progress=ctx.progress)
+            train_seconds = time.perf_counter() - started
+            logits = _predict(x_test, weight, bias, o.eval_batch_size)
+            scores = score_logits(logits, test.labels, test.groups)  # test labels: read here only
+            extra: dict[str, Any] = {
+                "lr": schedule.lr, "batch_size": schedule.batch_size, "epochs": schedule.epochs,
+                "steps": schedule.epochs * schedule.steps_per_epoch, "full_data": schedule.full_data,
+                "n_train": len(synset), "final_train_loss": last_loss, "train_seconds": train_seconds,
+                "amp": o.amp and device.type == "cuda",
+            }
+            if "worst_group_top1" in scores:
+                extra["worst_group_top1"] = scores["worst_group_top1"]
+            results.append(ProbeResult(seed=int(seed), top1=scores["top1"], top5=scores["top5"], extra=extra))
+        return results
+
+    def _images(self, synset: SyntheticSet, train: LabeledImages, backbone: Backbone,
+                device: torch.device) -> _Images:
+        o: PaperOptions = self.options
+        if synset.images is not None:
+            return _Images(images=synset.images.detach(), device=device, preload_max_bytes=o.preload_max_bytes)
+        size = backbone.input_size
+        side = round(size * 256 / 224)
+        preprocess = Preprocess(side, side, backbone.identity.interpolation)
+        assert synset.indices is not None
+        return _Images(train=train, rows=torch.as_tensor(synset.indices).long(), preprocess=preprocess,
+                       num_workers=o.num_workers, device=device, preload_max_bytes=o.preload_max_bytes)
+
+    def train_head(self, images: _Images, labels: Tensor, num_classes: int, backbone: Backbone,
+                   schedule: Schedule, seed: int, device: torch.device,
+                   progress: bool = False) -> tuple[Tensor, Tensor, float]:
+        """Train one head; returns (weight C x D, bias C) on the CPU and the last epoch's mean loss."""
+        from tqdm.auto import tqdm
+
+        o: PaperOptions = self.options
+        generator = torch.Generator().manual_seed(seed)
+        weight, bias = init_head(int(backbone.feature_dim), num_classes, generator, o.init_std)
+        weight = weight.to(device).requires_grad_(True)
+        bias = bias.to(device).requires_grad_(True)
+        optimizer = torch.optim.Adam([weight, bias], lr=schedule.lr, weight_decay=o.weight_decay)
+        use_amp = bool(o.amp) and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        labels = labels.long().to(device)
+        n = len(labels)
+        size = backbone.input_size
+        last_loss = float("nan")
+        for epoch in tqdm(range(schedule.epochs), desc=f"paper probe (seed {seed})", leave=False,
+                          disable=not progress):
+            for group in optimizer.param_groups:  # CosineAnnealingLR(T_max=epochs, eta_min=0), per epoch
+                group["lr"] = schedule.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / schedule.epochs))
+            order = torch.randperm(n, generator=generator)
+            total, count = torch.zeros((), device=device), 0
+            for x, pos in images.batches(order, schedule.batch_size):
+                x = flip_random_resized_crop(x, size, generator, scale=(o.min_scale, 1.0))
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                    with torch.no_grad():
+                        z = backbone(x)
+                    logits = F.linear(z, weight, bias)
+                    loss = F.cross_entropy(logits.float(), labels[pos.to(device)])
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += loss.detach() * len(pos)
+                count += len(pos)
+            last_loss = total.item() / max(count, 1) if epoch == schedule.epochs - 1 else last_loss
+        return weight.detach().float().cpu(), bias.detach().float().cpu(), last_loss
+
+
+def _predict(features: Tensor, weight: Tensor, bias: Tensor, batch_size: int) -> Tensor:
+    with torch.no_grad():
+        return torch.cat([F.linear(chunk, weight, bias) for chunk in features.split(batch_size)])
