@@ -104,14 +104,14 @@ class Runner:
             self._backbones[name] = BACKBONES.get(name).build(device=self.device, **options).to(self.device)
         return self._backbones[name]
 
-    def method(self, name: str) -> Any:
-        return METHODS.get(name)(**self.suite.method_options.get(name, {}))
+    def method(self, name: str, dataset: str) -> Any:
+        return METHODS.get(name)(**self.suite.options_for(name, dataset))
 
     def artifact_key(self, dataset: str, method_name: str, backbone: str, ipc: int, seed: int) -> ArtifactKey:
         train, _ = self.data(dataset)
         identity = self.backbone(backbone).identity.key() if backbone else None
-        return ArtifactKey(dataset, train.fingerprint, self.method(method_name).config(), backbone, identity,
-                           ipc, seed)
+        config = self.method(method_name, dataset).config()
+        return ArtifactKey(dataset, train.fingerprint, config, backbone, identity, ipc, seed)
 
     def context(self, directory: Path, dataset: str, backbone: str, ipc: int, seed: int) -> RunContext:
         def load_synthetic(other: str) -> SyntheticSet | None:
@@ -137,8 +137,9 @@ class Runner:
             backbone = self.backbone(cell.distill_backbone) if cell.distill_backbone else None
             ctx = self.context(directory, cell.dataset, cell.distill_backbone, cell.ipc, cell.method_seed)
             directory.mkdir(parents=True, exist_ok=True)
+            method = self.method(cell.method, cell.dataset)
             with provenance.measure(self.device) as cost:
-                synset = self.method(cell.method).synthesize(train, backbone, cell.ipc, cell.method_seed, ctx)
+                synset = method.synthesize(train, backbone, cell.ipc, cell.method_seed, ctx)
             cost_dict = dataclasses.asdict(cost)
             self.store.save(key, synset, cost_dict)
             made = Made(synset, directory, cost_dict, key.method_config)
@@ -215,6 +216,8 @@ class Runner:
         if not pending:
             print(f"All {len(cells)} cells of suite {self.suite.name!r} are already in {self.results}: "
                   "nothing to train or probe.")
+            if self.suite.alignment:
+                self.measure_alignment(only_missing=True)
             return self.summary
         if self.summary.skipped:
             print(f"Resuming: {self.summary.skipped} of {len(cells)} cells already done, {len(pending)} to run.")
@@ -227,23 +230,29 @@ class Runner:
             if rows[0]["status"] != "ok":
                 self.summary.failed.append(f"{cell.cell_id}: {rows[0]['error'].splitlines()[0]}")
                 tqdm.write(f"cell failed: {cell.describe()}\n  {rows[0]['error'].splitlines()[0]}")
+        if self.suite.alignment:
+            self.measure_alignment()
         return self.summary
+
+    def measure_alignment(self, only_missing: bool = False) -> None:
+        """Mutual-kNN alignment of every pair of the suite's backbones on each dataset's test split."""
+        from .alignment import alignment_path, compute_alignment, write_alignment
+
+        if len(self.suite.backbones) < 2:
+            return
+        for dataset in self.suite.datasets:
+            if only_missing and alignment_path(self.results, dataset).exists():
+                continue
+            try:
+                _, test = self.data(dataset)
+                frame = compute_alignment(test, {b: self.backbone(b) for b in self.suite.backbones}, self.features)
+                write_alignment(frame, self.results)
+            except Exception as err:  # alignment is a side measurement: report it, keep the run's status
+                tqdm.write(f"alignment on {dataset} failed: {type(err).__name__}: {err}")
 
 
 def describe_plan(suite: Suite, results: Path) -> str:
-    """The dry-run text: every cell, which are done, and the distinct sets to make."""
-    cells = suite.cells()
-    lines = [f"suite {suite.name}: {len(cells)} cells, protocol {suite.protocol}, "
-             f"{max(len(c.probe_seeds) for c in cells) if cells else 0} probe seeds per cell"]
-    done = 0
-    sets = set()
-    for cell in cells:
-        finished = is_done(results, cell)
-        done += finished
-        sets.add((cell.dataset, cell.method, cell.distill_backbone, cell.ipc, cell.method_seed))
-        lines.append(("  [done] " if finished else "  [todo] ") + cell.describe())
-    needs = sorted({*suite.datasets, *suite.backbones, *(suite.distill_backbones or [])})
-    lines.append(f"{len(sets)} synthetic sets to make or reuse; {done} cells already done.")
-    lines.append("needs: " + ", ".join(needs))
-    return "\n".join(lines)
+    """The dry-run text: every cell and whether it is done, what it needs, and an estimate of the work."""
+    from .plan import describe_plan as plan
 
+    return plan(suite, Path(results), is_done)

@@ -54,9 +54,17 @@ class Suite:
     cross_model: tuple[str, ...] = ()
     distill_backbones: list[str] | None = None  # default: the same as ``backbones``
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # per-dataset method options on top of ``method_options`` (e.g. K = 3 for ImageNet-1k)
+    dataset_method_options: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     backbone_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     protocol_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     exclude: list[dict[str, Any]] = field(default_factory=list)
+    alignment: bool = False  # also measure mutual-kNN alignment of every backbone pair per dataset
+
+    def options_for(self, method: str, dataset: str) -> dict[str, Any]:
+        """The options a method gets on a dataset: the suite's, then the dataset's overrides."""
+        per_dataset = self.dataset_method_options.get(dataset, {}).get(method, {})
+        return {**self.method_options.get(method, {}), **per_dataset}
 
     def replace(self, **changes: Any) -> Suite:
         """A copy with the given axes replaced (CLI overrides); ``None`` keeps the suite's value."""
@@ -128,3 +136,32 @@ SMOKE = register_suite(Suite(
 ))
 
 DEFAULT_SUITE = DEFAULT.name
+
+# -- the paper's experiments (METHOD.md section 5) -------------------------------------------------
+
+PAPER_BACKBONES = ["clip_vitb16", "dinov2_vitb14", "eva02_vitb14", "mocov3_vitb16"]
+PAPER_METHODS = ["lgm", "neighbors", "centroids", "random_real", "full_data"]
+LGM_ABLATIONS = ["lgm_no_decorrelate", "lgm_no_pyramid", "lgm_no_augment"]
+# The paper's runs use K = 3 augmentations per batch on ImageNet-1k and K = 10 elsewhere.
+PAPER_DATASET_OPTIONS = {"imagenet1k": {"lgm": {"augs_per_batch": 3}}}
+
+
+def paper_suite(name: str, description: str, datasets: list[str], **kw: Any) -> Suite:
+    base: dict[str, Any] = dict(methods=PAPER_METHODS, backbones=PAPER_BACKBONES, ipc=[1], seeds=5,
+                                protocol="paper", dataset_method_options=PAPER_DATASET_OPTIONS)
+    return register_suite(Suite(name=name, description=description, datasets=datasets, **{**base, **kw}))
+
+
+paper_suite("imagenet100", "Table 1: ImageNet-100, 1 image/class, 4 backbones, LGM vs real-image baselines",
+            ["imagenet100"])
+paper_suite("imagenet1k", "Table 1: ImageNet-1k (K = 3), 1 image/class, 4 backbones", ["imagenet1k"])
+paper_suite("fine_grained", "Tables 5/8: Stanford Dogs, CUB-200, Flowers-102, Food-101 on 4 backbones",
+            ["stanford_dogs", "cub200", "flowers102", "food101"])
+paper_suite("cross_model", "Table 2: LGM distilled with each backbone, probed with every backbone (ImageNet-100)",
+            ["imagenet100"], methods=["lgm"], cross_model=("lgm",), alignment=True)
+paper_suite("spurious", "Table 4: Spawrious o2o-hard and Waterbirds, average and worst-group accuracy",
+            ["spawrious_o2o_hard", "waterbirds"])
+paper_suite("ablation", "Table 3: LGM without decorrelation, pyramid or augmentation (ImageNet-100)",
+            ["imagenet100"], methods=["lgm", *LGM_ABLATIONS], cross_model=("*",))
+paper_suite("ood", "Out-of-distribution: ArtBench-10 distilled and probed through DINO-v1 ViT-B/16",
+            ["artbench10"], backbones=["dino_vitb16"])
