@@ -208,6 +208,15 @@ class NoOptions:
     """A method or probe without knobs."""
 
 
+def make_options(options_cls: type, options: dict[str, Any], owner: str) -> Any:
+    """Build an Options dataclass; an unknown or missing knob is a ValueError listing the known ones."""
+    try:
+        return options_cls(**options)
+    except TypeError as err:
+        known = ", ".join(f.name for f in dataclasses.fields(options_cls)) or "none"
+        raise ValueError(f"bad options for {owner}: {err}; known options: {known}") from None
+
+
 class Method(ABC):
     """A way to make a training set of ``ipc`` images per class. Register a subclass in METHODS."""
 
@@ -219,11 +228,7 @@ class Method(ABC):
     paired_seeds: ClassVar[bool] = False  # True: one probe seed per method seed (random real)
 
     def __init__(self, **options: Any) -> None:
-        try:
-            self.options = self.Options(**options)
-        except TypeError as err:
-            known = ", ".join(f.name for f in dataclasses.fields(self.Options)) or "none"
-            raise ValueError(f"bad options for method {self.name!r}: {err}; known options: {known}") from None
+        self.options = make_options(self.Options, options, f"method {self.name!r}")
 
     def config(self) -> dict[str, Any]:
         return {"method": self.name, **dataclasses.asdict(self.options)}
@@ -250,7 +255,7 @@ class ProbeProtocol(ABC):
     Options: ClassVar[type] = NoOptions
 
     def __init__(self, **options: Any) -> None:
-        self.options = self.Options(**options)
+        self.options = make_options(self.Options, options, f"probe {self.name!r}")
 
     def config(self) -> dict[str, Any]:
         return {"protocol": self.name, **dataclasses.asdict(self.options)}

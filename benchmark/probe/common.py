@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -13,14 +12,10 @@ from ..types import Backbone, FeatureSource, LabeledImages, ProbeProtocol, Synth
 
 
 class ProbeBase(ProbeProtocol):
-    """A ProbeProtocol whose unknown options give a message that lists the known ones."""
+    """A ProbeProtocol that remembers work shared by the seeds of one set (see ``_memoized``)."""
 
     def __init__(self, **options: Any) -> None:
-        try:
-            self.options = self.Options(**options)
-        except TypeError as err:
-            known = ", ".join(f.name for f in dataclasses.fields(self.Options)) or "none"
-            raise ValueError(f"bad options for probe {self.name!r}: {err}; known options: {known}") from None
+        super().__init__(**options)
         self._memo: tuple[tuple[Any, ...], Any] | None = None
 
     def _memoized(self, refs: tuple[Any, ...], make: Any) -> Any:
