@@ -236,7 +236,7 @@ class Runner:
 
     def measure_alignment(self, only_missing: bool = False) -> None:
         """Mutual-kNN alignment of every pair of the suite's backbones on each dataset's test split."""
-        from .alignment import alignment_path, compute_alignment, write_alignment
+        from .alignment import DEFAULT_K, alignment_path, compute_alignment, write_alignment
 
         if len(self.suite.backbones) < 2:
             return
@@ -245,7 +245,9 @@ class Runner:
                 continue
             try:
                 _, test = self.data(dataset)
-                frame = compute_alignment(test, {b: self.backbone(b) for b in self.suite.backbones}, self.features)
+                backbones = {b: self.backbone(b) for b in self.suite.backbones}
+                k = min(DEFAULT_K, len(test) - 1)  # tiny splits (fixtures) cannot have 10 neighbours
+                frame = compute_alignment(test, backbones, self.features, k=k)
                 write_alignment(frame, self.results)
             except Exception as err:  # alignment is a side measurement: report it, keep the run's status
                 tqdm.write(f"alignment on {dataset} failed: {type(err).__name__}: {err}")
