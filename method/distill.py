@@ -1,0 +1,257 @@
+"""The LGM loop (METHOD.md section 1): match the gradient of a fresh random linear head on real and
+synthetic batches through a frozen backbone, and update the synthetic images with Adam.
+
+One step:
+  1. grow the pyramid if due (and re-create the optimiser);
+  2. a fresh head W ~ N(0, head_std^2), b = 0;
+  3. ``ipc * K * C`` real images drawn uniformly from the whole split, each augmented once ->
+     ``g_real`` (detached);
+  4. the decoded synthetic set repeated K times, each copy augmented independently -> ``g_syn`` with
+     the graph kept;
+  5. loss = 1 - cos(g_real, g_syn) over the whole flattened [W; b]; Adam on the image parameters.
+On CUDA the backbone runs under fp16 autocast with the manual x1024 loss scale (bf16 optional, no
+scale); on a CPU everything is fp32. A step whose scaled gradients are not finite is skipped (counted in
+the metadata): the official code has no such guard, but it never fires unless fp16 overflows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from benchmark.types import Backbone, LabeledImages
+
+from . import checkpoint
+from .augment import AugmentSpec, augment
+from .config import LGMConfig
+from .gradients import head_gradient, matching_loss, random_head
+from .pyramid import PixelImages, PyramidImages, SyntheticImages
+from .real import RealImages, sample_balanced, sample_indices
+
+log = logging.getLogger(__name__)
+
+DEVICE_SEED_OFFSET = 0x9E3779B9  # the device generator's seed is derived from the run's seed
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+
+
+class Distiller:
+    """One LGM run; ``cfg`` must be resolved (``LGMConfig.resolve``). ``run()`` returns the images."""
+
+    def __init__(self, cfg: LGMConfig, train: LabeledImages, backbone: Backbone, ipc: int, seed: int,
+                 device: torch.device | str = "cpu", artifact_dir: Path | None = None, progress: bool = False,
+                 on_step: Callable[[int, float], None] | None = None) -> None:
+        if cfg.syn_res is None or cfg.crop_res is None or cfg.real_res is None:
+            raise ValueError("Distiller needs a resolved config (LGMConfig.resolve(input_size))")
+        if ipc < 1:
+            raise ValueError(f"ipc must be >= 1, got {ipc}")
+        self.cfg = cfg
+        self.train = train
+        self.device = torch.device(device)
+        self.backbone = backbone.to(self.device).eval().requires_grad_(False)
+        self.ipc = ipc
+        self.seed = seed
+        self.num_classes = train.num_classes
+        self.labels = torch.arange(self.num_classes).repeat_interleave(ipc).to(self.device)
+        self.train_labels = train.labels
+        self.class_rows = [torch.nonzero(self.train_labels == c).flatten() for c in range(self.num_classes)]
+        self.dtype = resolve_precision(cfg.precision, self.device)
+        self.loss_scale = cfg.loss_scale if self.dtype == torch.float16 else 1.0
+        self.progress = progress
+        self.on_step = on_step
+        self.checkpoint_path = Path(artifact_dir) / checkpoint.FILENAME if artifact_dir is not None else None
+        self.spec = AugmentSpec(out_size=cfg.crop_res, enabled=cfg.augment, flip_p=cfg.flip_p,
+                                scale=cfg.crop_scale, ratio=cfg.crop_ratio, noise_p=cfg.noise_p,
+                                noise_sigma=cfg.noise_sigma, noise_mean=cfg.noise_mean)
+        # all randomness of the run: small draws on the CPU, noise and heads on the device
+        self.gen = torch.Generator().manual_seed(seed)
+        self.dev_gen = torch.Generator(self.device).manual_seed((seed + DEVICE_SEED_OFFSET) % 2**63)
+        self.images = self._create_images()
+        self.optimizer = self._make_optimizer()
+        self.step_done = 0
+        self.loss_curve: list[float] = []
+        self.skipped_steps = 0
+        self.resumed_from: int | None = None
+        self.seconds = 0.0  # wall time of the steps run by this process
+        self.steps_timed = 0
+        self.real = RealImages(train, cfg.real_res, interpolation=backbone.identity.interpolation)
+
+    # -- parts ---------------------------------------------------------------------------------------
+    def _create_images(self) -> SyntheticImages:
+        n = self.num_classes * self.ipc
+        images: SyntheticImages
+        if self.cfg.parameterization == "pixel":
+            images = PixelImages.create(n, self.cfg.syn_res, self.cfg.decorrelate, self.gen, self.device,
+                                        self.cfg.init)
+        else:
+            images = PyramidImages.create(n, self.cfg.syn_res, self.cfg.decorrelate, self.gen, self.device,
+                                          self.cfg.grow_every, self.cfg.pyramid_start_res, self.cfg.init)
+        images.grayscale = self.cfg.grayscale
+        return images
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.images.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _features(self, x: Tensor) -> Tensor:
+        with self._autocast():
+            return self.backbone(x)
+
+    # -- identity and checkpoints --------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        return {"config": self.cfg.to_dict(), "backbone": _jsonable(self.backbone.identity.key()),
+                "train_fingerprint": self.train.fingerprint, "num_train": len(self.train),
+                "num_classes": self.num_classes, "ipc": self.ipc, "seed": self.seed,
+                "device_type": self.device.type}
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step_done, "levels": self.images.state(),
+                "optimizer": self.optimizer.state_dict(), "loss_curve": list(self.loss_curve),
+                "skipped_steps": self.skipped_steps, "gen": self.gen.get_state(),
+                "dev_gen": self.dev_gen.get_state(), "seconds": self.seconds, "steps_timed": self.steps_timed}
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is not None:
+            checkpoint.save(self.checkpoint_path, self.identity(), self.state())
+
+    def try_resume(self) -> bool:
+        if self.checkpoint_path is None:
+            return False
+        found = checkpoint.load(self.checkpoint_path, self.identity())
+        if found is None:
+            return False
+        levels = [t.to(self.device) for t in found["levels"]]
+        self.images.levels = [t.detach().requires_grad_(True) for t in levels]
+        self.optimizer = self._make_optimizer()
+        self.optimizer.load_state_dict(found["optimizer"])
+        self.step_done = int(found["step"])
+        self.loss_curve = [float(v) for v in found["loss_curve"]]
+        self.skipped_steps = int(found["skipped_steps"])
+        self.gen.set_state(found["gen"])
+        self.dev_gen.set_state(found["dev_gen"])
+        self.seconds = float(found["seconds"])
+        self.steps_timed = int(found["steps_timed"])
+        checkpoint.set_global_rng_state(found["global_rng"])
+        self.resumed_from = self.step_done
+        log.info("LGM resumed from %s at step %d", self.checkpoint_path, self.step_done)
+        return True
+
+    # -- the step ------------------------------------------------------------------------------------
+    def real_gradient(self, weight: Tensor, bias: Tensor) -> Tensor:
+        per_class = self.ipc * self.cfg.augs_per_batch
+        if self.cfg.real_sampling == "balanced":
+            idx = sample_balanced(self.class_rows, per_class, self.gen)
+        else:
+            idx = sample_indices(len(self.train), per_class * self.num_classes, self.gen)
+        x = self.real.batch(idx, self.gen).to(self.device, non_blocking=True)
+        y = self.train_labels[idx].to(self.device)
+        with torch.no_grad():
+            z = self._features(augment(x, self.spec, self.gen, self.dev_gen))
+            return head_gradient(z, y, weight, bias).detach()
+
+    def synthetic_gradient(self, weight: Tensor, bias: Tensor) -> Tensor:
+        # without augmentation the K copies would be identical: one copy gives the same gradient
+        copies = self.cfg.augs_per_batch if self.cfg.augment else 1
+        x = self.images.decode().repeat(copies, 1, 1, 1)
+        y = self.labels.repeat(copies)
+        z = self._features(augment(x, self.spec, self.gen, self.dev_gen))
+        return head_gradient(z, y, weight, bias)
+
+    def step(self) -> float:
+        """Run step ``step_done + 1``; returns its meta-loss."""
+        index = self.step_done + 1
+        if self.images.maybe_grow(index, self.gen):
+            self.optimizer = self._make_optimizer()
+        weight, bias = random_head(self.num_classes, self.backbone.feature_dim, self.cfg.head_std,
+                                   self.dev_gen, self.device)
+        g_real = self.real_gradient(weight, bias)
+        g_syn = self.synthetic_gradient(weight, bias)
+        loss = matching_loss(g_real, g_syn)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * self.loss_scale).backward()
+        params = self.images.parameters()
+        if self.loss_scale != 1.0:
+            for p in params:
+                if p.grad is not None:
+                    p.grad.div_(self.loss_scale)
+        finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+        if finite:
+            self.optimizer.step()
+        else:
+            self.skipped_steps += 1
+        self.step_done = index
+        value = float(loss.detach())
+        self.loss_curve.append(value)
+        return value
+
+    def run(self) -> Tensor:
+        """All remaining steps (resuming from a matching checkpoint); returns the decoded images (CPU)."""
+        from tqdm.auto import tqdm
+
+        self.try_resume()
+        total = self.cfg.steps
+        every = self.cfg.checkpoint_every
+        bar = tqdm(total=total, initial=self.step_done, desc=f"lgm {self.backbone.name}", unit="step",
+                   disable=not self.progress, leave=False)
+        try:
+            while self.step_done < total:
+                started = time.perf_counter()
+                value = self.step()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                self.seconds += time.perf_counter() - started
+                self.steps_timed += 1
+                bar.update(1)
+                if self.step_done % 10 == 0 or self.step_done == total:
+                    bar.set_postfix(loss=f"{value:.4f}")
+                if every and (self.step_done % every == 0 or self.step_done == total):
+                    self.save_checkpoint()
+                if self.on_step is not None:
+                    self.on_step(self.step_done, value)
+        finally:
+            bar.close()
+        return self.final_images()
+
+    def final_images(self) -> Tensor:
+        with torch.no_grad():
+            return self.images.decode().float().cpu().contiguous()
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(),
+            "backbone": _jsonable(self.backbone.identity.key()),
+            "dataset": self.train.name, "split": self.train.split,
+            "train_fingerprint": self.train.fingerprint, "num_train": len(self.train),
+            "num_classes": self.num_classes, "class_names": list(self.train.class_names),
+            "ipc": self.ipc, "seed": self.seed,
+            "steps_done": self.step_done, "loss_curve": list(self.loss_curve),
+            "skipped_steps": self.skipped_steps, "resumed_from": self.resumed_from,
+            "seconds_per_step": self.seconds / self.steps_timed if self.steps_timed else None,
+            "step_seconds_total": self.seconds,
+            "device": str(self.device), "precision": str(self.dtype).replace("torch.", ""),
+            "loss_scale": self.loss_scale, "real_preloaded": self.real.preloaded,
+            "image_size": self.cfg.syn_res, "pyramid_levels": [t.shape[-1] for t in self.images.levels],
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,80 @@
+"""``lgm`` and its ablations as registered methods (METHOD.md section 1; Table 3 for the ablations)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from benchmark.registries import METHODS
+from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
+
+from .config import LGMConfig, LGMOptions, build_config
+from .distill import Distiller
+from .preview import save_grid
+
+GRID_FILENAME = "grid.png"
+
+
+@METHODS.register("lgm")
+class LGM(Method):
+    """Linear Gradient Matching: synthetic images whose random-linear-head gradients match real ones."""
+
+    name = "lgm"
+    description = "Linear Gradient Matching (the paper's method): pyramid images, random heads, cosine"
+    Options = LGMOptions
+    fixed: ClassVar[dict[str, Any]] = {}  # what an ablation variant pins
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        overrides = {k: v for k, v in vars(self.options).items() if k != "preset"}
+        self.lgm_config: LGMConfig = build_config(self.options.preset, overrides, self.fixed)
+
+    def config(self) -> dict[str, Any]:
+        """Every field of the run's config (``crop_res``/``syn_res`` ``None``: derived from the distilling
+        backbone's input size, whose identity is part of every artifact key; the metadata has the values)."""
+        return {"method": self.name, "preset": self.options.preset, **self.lgm_config.to_dict()}
+
+    def synthesize(self, train: LabeledImages, backbone: Backbone | None, ipc: int, seed: int,
+                   ctx: RunContext) -> SyntheticSet:
+        if backbone is None:
+            raise ValueError(f"{self.name} distils through a backbone; none was given")
+        cfg = self.lgm_config.resolve(backbone.input_size)
+        started = time.perf_counter()
+        distiller = Distiller(cfg, train, backbone, ipc, seed, device=ctx.device, artifact_dir=ctx.artifact_dir,
+                              progress=ctx.progress)
+        images = distiller.run()
+        meta = {"method": self.name, "preset": self.options.preset, **distiller.metadata(),
+                "wall_seconds": time.perf_counter() - started}
+        labels = distiller.labels.cpu()
+        if ctx.artifact_dir is not None:
+            title = f"{self.name} | {train.name} | {backbone.name} | {distiller.step_done} steps"
+            save_grid(images, labels, train.class_names, ctx.artifact_dir / GRID_FILENAME, title=title)
+            meta["grid"] = GRID_FILENAME
+        return SyntheticSet(labels=labels, images=images, metadata=meta)
+
+
+@METHODS.register("lgm_no_decorrelate")
+class LGMNoDecorrelate(LGM):
+    """LGM without the colour-decorrelation matrix (Table 3 ablation)."""
+
+    name = "lgm_no_decorrelate"
+    description = "LGM ablation: no colour decorrelation"
+    fixed = {"decorrelate": False}
+
+
+@METHODS.register("lgm_no_pyramid")
+class LGMNoPyramid(LGM):
+    """LGM with plain pixels instead of the pyramid (Table 3 ablation)."""
+
+    name = "lgm_no_pyramid"
+    description = "LGM ablation: plain pixels instead of the pyramid"
+    fixed = {"parameterization": "pixel"}
+
+
+@METHODS.register("lgm_no_augment")
+class LGMNoAugment(LGM):
+    """LGM without differentiable augmentation (Table 3 ablation)."""
+
+    name = "lgm_no_augment"
+    description = "LGM ablation: no differentiable augmentation"
+    fixed = {"augment": False}

@@ -1,0 +1,141 @@
+"""Image parameterisations: the multi-resolution pyramid (the paper's) and plain pixels (the ablation).
+
+Both decode to images in (0, 1): the sum of the levels (bilinearly upsampled to the synthetic
+resolution, ``align_corners=False``), then optionally the fixed colour-decorrelation matrix per pixel,
+then ``sigmoid(2x)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# The "Feature Visualization" colour-correlation square root (Olah et al. 2017), rows = RGB outputs.
+COLOR_CORRELATION = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
+
+
+def decorrelation_matrix() -> Tensor:
+    """The 3x3 matrix divided by its largest column L2 norm; ``rgb = M @ v`` per pixel, no offset."""
+    m = torch.tensor(COLOR_CORRELATION, dtype=torch.float32)
+    return m / m.norm(dim=0).max()
+
+
+def pyramid_resolutions(syn_res: int, start_res: int = 1) -> list[int]:
+    """Level sizes: start, 2*start, 4*start, ... with the last one capped at (and equal to) ``syn_res``."""
+    sizes = [min(start_res, syn_res)]
+    while sizes[-1] < syn_res:
+        sizes.append(min(2 * sizes[-1], syn_res))
+    return sizes
+
+
+def levels_at_step(step: int, grow_every: int, max_levels: int) -> int:
+    """How many pyramid levels are active while running 1-indexed ``step``: one at first, then one more
+    at steps ``grow_every + 1``, ``2 * grow_every + 1``, ... up to ``max_levels``."""
+    return min(1 + max(step - 1, 0) // grow_every, max_levels)
+
+
+def to_rgb(v: Tensor, decorrelate: bool, grayscale: bool = False) -> Tensor:
+    """Unconstrained Nx3xHxW values -> images in (0, 1); ``grayscale``: the channel mean in all three."""
+    if decorrelate:
+        v = torch.einsum("ij,njhw->nihw", decorrelation_matrix().to(v), v)
+    if grayscale:
+        return torch.sigmoid(2 * v.mean(dim=1, keepdim=True)).expand_as(v)
+    return torch.sigmoid(2 * v)
+
+
+def _init_level(n: int, size: int, std: float, init: str, gen: torch.Generator) -> Tensor:
+    """N(0, std^2) (``init="noise"``) or zeros; the generator is consumed either way."""
+    noise = torch.randn(n, 3, size, size, generator=gen)
+    return noise * std if init == "noise" else torch.zeros_like(noise)
+
+
+class SyntheticImages:
+    """The learnable tensors behind ``n`` synthetic images and how they decode."""
+
+    kind: str = ""
+
+    def __init__(self, levels: list[Tensor], syn_res: int, decorrelate: bool) -> None:
+        self.levels = [t.detach().requires_grad_(True) for t in levels]
+        self.syn_res = syn_res
+        self.decorrelate = decorrelate
+        self.grayscale = False
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.levels)
+
+    def raw(self) -> Tensor:
+        """The sum of the levels at full resolution, before colour and sigmoid."""
+        total = None
+        for level in self.levels:
+            up = level if level.shape[-1] == self.syn_res else F.interpolate(
+                level, size=(self.syn_res, self.syn_res), mode="bilinear", align_corners=False)
+            total = up if total is None else total + up
+        assert total is not None
+        return total
+
+    def decode(self) -> Tensor:
+        return to_rgb(self.raw(), self.decorrelate, self.grayscale)
+
+    def maybe_grow(self, step: int, gen: torch.Generator) -> bool:
+        """Called before 1-indexed ``step``; True when the parameters changed (re-create the optimiser)."""
+        return False
+
+    def state(self) -> list[Tensor]:
+        return [t.detach().cpu().clone() for t in self.levels]
+
+
+class PixelImages(SyntheticImages):
+    """Plain pixels at the synthetic resolution, initialised N(0, 1) (the no-pyramid ablation)."""
+
+    kind = "pixel"
+
+    @classmethod
+    def create(cls, n: int, syn_res: int, decorrelate: bool, gen: torch.Generator,
+               device: torch.device, init: str = "noise") -> PixelImages:
+        return cls([_init_level(n, syn_res, 1.0, init, gen).to(device)], syn_res, decorrelate)
+
+
+class PyramidImages(SyntheticImages):
+    """A sum of levels of sizes 1, 2, 4, ..., ``syn_res``; it starts with the first and grows one level
+    every ``grow_every`` steps: existing levels are scaled by L/(L+1) and a N(0, 1)/(L+1) level at the
+    next size is appended (L = levels before the growth)."""
+
+    kind = "pyramid"
+
+    def __init__(self, levels: list[Tensor], syn_res: int, decorrelate: bool, grow_every: int,
+                 start_res: int = 1, init: str = "noise") -> None:
+        super().__init__(levels, syn_res, decorrelate)
+        self.grow_every = grow_every
+        self.sizes = pyramid_resolutions(syn_res, start_res)
+        self.init = init
+
+    @classmethod
+    def create(cls, n: int, syn_res: int, decorrelate: bool, gen: torch.Generator, device: torch.device,
+               grow_every: int, start_res: int = 1, init: str = "noise") -> PyramidImages:
+        first = _init_level(n, min(start_res, syn_res), 1.0, init, gen).to(device)
+        return cls([first], syn_res, decorrelate, grow_every, start_res, init)
+
+    @property
+    def resolutions(self) -> list[int]:
+        return [t.shape[-1] for t in self.levels]
+
+    def grow(self, gen: torch.Generator) -> None:
+        n_before = len(self.levels)
+        if n_before >= len(self.sizes):
+            raise RuntimeError("the pyramid is already at the synthetic resolution")
+        size = self.sizes[n_before]
+        ref = self.levels[0]
+        with torch.no_grad():
+            for level in self.levels:
+                level.mul_(n_before / (n_before + 1))
+        new = _init_level(ref.shape[0], size, 1 / (n_before + 1), self.init, gen).to(ref.device)
+        self.levels.append(new.requires_grad_(True))
+
+    def maybe_grow(self, step: int, gen: torch.Generator) -> bool:
+        target = levels_at_step(step, self.grow_every, len(self.sizes))
+        grew = False
+        while len(self.levels) < target:
+            self.grow(gen)
+            grew = True
+        return grew

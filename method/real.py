@@ -1,0 +1,95 @@
+"""Real training images for LGM: resize the short side to ``res``, random crop ``res`` x ``res``, [0, 1].
+
+Small splits are decoded once and kept as uint8 tensors (one per image, short side ``res``); larger ones
+are decoded per step. Both paths draw the crop positions from the caller's generator in the same way and
+give identical batches, so the choice never changes a result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from benchmark.types import LabeledImages
+
+# Decode the whole split up front when its resized uint8 pixels fit in this many bytes.
+PRELOAD_MAX_BYTES = 256 * 2**20
+_CHUNK = 512
+
+
+class RealImages:
+    def __init__(self, train: LabeledImages, res: int, interpolation: str = "bilinear",
+                 preload: bool | None = None) -> None:
+        self.train = train
+        self.res = res
+        self.interpolation = interpolation
+        if preload is None:
+            preload = self.estimated_bytes() <= PRELOAD_MAX_BYTES
+        self.cache: list[Tensor] | None = self._decode_all() if preload else None
+
+    @property
+    def preloaded(self) -> bool:
+        return self.cache is not None
+
+    def estimated_bytes(self) -> int:
+        """uint8 bytes at short side ``res``, assuming the first image's aspect ratio for all."""
+        if len(self.train) == 0:
+            return 0
+        first = self.train.dataset[0][self.train.image_column]
+        w, h = first.size
+        return len(self.train) * 3 * self.res * round(self.res * max(w, h) / max(min(w, h), 1))
+
+    def _resize(self, image: Any) -> Tensor:
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        image = TF.resize(image.convert("RGB"), self.res, interpolation=InterpolationMode(self.interpolation),
+                          antialias=True)
+        return TF.pil_to_tensor(image)
+
+    def _decode_all(self) -> list[Tensor]:
+        col = self.train.image_column
+        out: list[Tensor] = []
+        for start in range(0, len(self.train), _CHUNK):
+            rows = self.train.dataset[start:start + _CHUNK][col]
+            out.extend(self._resize(im) for im in rows)
+        return out
+
+    def _decode(self, indices: Sequence[int]) -> list[Tensor]:
+        if self.cache is not None:
+            return [self.cache[i] for i in indices]
+        rows = self.train.dataset.select(list(indices))[self.train.image_column]
+        return [self._resize(im) for im in rows]
+
+    def batch(self, indices: Tensor, gen: torch.Generator) -> Tensor:
+        """Mx3xRxR float in [0, 1] for the given rows, each with a uniform random R x R crop."""
+        idx = [int(i) for i in indices]
+        offsets = torch.rand(len(idx), 2, generator=gen)
+        out = torch.empty(len(idx), 3, self.res, self.res, dtype=torch.uint8)
+        for k, image in enumerate(self._decode(idx)):
+            h, w = image.shape[-2:]
+            top = min(int(offsets[k, 0] * (h - self.res + 1)), h - self.res)
+            left = min(int(offsets[k, 1] * (w - self.res + 1)), w - self.res)
+            out[k] = image[:, top:top + self.res, left:left + self.res]
+        return out.float().div_(255)
+
+
+def sample_indices(n_total: int, n: int, gen: torch.Generator) -> Tensor:
+    """``n`` rows drawn uniformly from the whole split, without replacement within a batch when possible."""
+    if n_total == 0:
+        raise ValueError("the training split is empty")
+    perms = [torch.randperm(n_total, generator=gen) for _ in range(-(-n // n_total))]
+    return torch.cat(perms)[:n]
+
+
+def sample_balanced(class_rows: Sequence[Tensor], per_class: int, gen: torch.Generator) -> Tensor:
+    """``per_class`` rows of every class, uniform within the class (without replacement when possible)."""
+    picks = []
+    for rows in class_rows:
+        if len(rows) == 0:
+            raise ValueError("a class has no training images")
+        picks.append(rows[sample_indices(len(rows), per_class, gen)])
+    return torch.cat(picks)
