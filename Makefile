@@ -39,8 +39,8 @@ slow: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-bench: setup
-	$(PY) -m pytest benchmarks --benchmark-enable -p no:cacheprovider
+bench: setup  ## CPU time of one LGM step per bundled backbone
+	$(PY) benchmarks/bench_lgm_step.py
 
 clean:
 	rm -rf $(VENV) .tox .cache results/cells results/artifacts reports

@@ -19,7 +19,9 @@ import time
 
 import torch
 
-EMBEDDED_INPUT = {"effnet_lite0": 64, "vit_s14_imgfocus": 56}  # as in the default suite
+from benchmark.suites import EMBEDDED_BACKBONES
+
+EMBEDDED_INPUT = {name: options["input_size"] for name, options in EMBEDDED_BACKBONES.items()}
 
 
 def parse_value(text: str):
