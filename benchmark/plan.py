@@ -23,7 +23,6 @@ LGM_PASS_FACTOR = 4  # forward + backward + the second-order backward of the syn
 @dataclass
 class Estimate:
     lgm_steps: int = 0
-    lgm_images_per_step: dict[str, int] | None = None
     probe_trainings: int = 0
     gpu_hours: float = 0.0
 
@@ -52,7 +51,7 @@ def backbone_need(name: str) -> str:
 def estimate(suite: Suite, sizes: dict[str, tuple[int, int, int]] | None = None) -> Estimate:
     """``sizes``: dataset -> (classes, train images, test images), where known (e.g. from ASSETS.md)."""
     sizes = sizes or {}
-    est = Estimate(lgm_images_per_step={})
+    est = Estimate()
     sets = {(c.dataset, c.method, c.distill_backbone, c.ipc, c.method_seed) for c in suite.cells()}
     for dataset, method, _, ipc, _ in sets:
         options = suite.options_for(method, dataset)
@@ -62,7 +61,6 @@ def estimate(suite: Suite, sizes: dict[str, tuple[int, int, int]] | None = None)
         classes = sizes[dataset][0]
         per_step = 2 * ipc * config.augs_per_batch * classes  # real + synthetic
         est.lgm_steps += config.steps
-        est.lgm_images_per_step[dataset] = per_step
         est.gpu_hours += config.steps * per_step * LGM_PASS_FACTOR * SECONDS_PER_IMAGE_FORWARD / 3600
     for cell in suite.cells():
         est.probe_trainings += len(cell.probe_seeds)

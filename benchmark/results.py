@@ -33,7 +33,7 @@ SCHEMA = pa.schema([
     ("worst_group_top1", pa.float64()),  # NaN unless the test split has groups
     ("n_train", pa.int64()),
     # what it cost
-    ("distill_seconds", pa.float64()),  # wall time of making the set (0 when reused from an artifact)
+    ("distill_seconds", pa.float64()),  # wall time of making the set (as recorded when it was made)
     ("distill_gpu_seconds", pa.float64()),  # CUDA-event time; NaN on CPU
     ("distill_peak_mem_bytes", pa.int64()),  # CUDA allocator peak, or process max RSS on CPU
     ("eval_seconds", pa.float64()),  # wall time of this probe seed
