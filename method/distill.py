@@ -38,6 +38,8 @@ from .real import RealImages, sample_balanced, sample_indices
 log = logging.getLogger(__name__)
 
 DEVICE_SEED_OFFSET = 0x9E3779B9  # the device generator's seed is derived from the run's seed
+BANK_SEED_OFFSET = 0x5BD1E995  # the real bank has its own stream, so resuming rebuilds it identically
+BANK_BATCH = 256
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -77,6 +79,8 @@ class Distiller:
         # all randomness of the run: small draws on the CPU, noise and heads on the device
         self.gen = torch.Generator().manual_seed(seed)
         self.dev_gen = torch.Generator(self.device).manual_seed((seed + DEVICE_SEED_OFFSET) % 2**63)
+        self.real = RealImages(train, cfg.real_res, interpolation=backbone.identity.interpolation)
+        self.init_rows: list[int] | None = None
         self.images = self._create_images()
         self.optimizer = self._make_optimizer()
         self.step_done = 0
@@ -85,7 +89,8 @@ class Distiller:
         self.resumed_from: int | None = None
         self.seconds = 0.0  # wall time of the steps run by this process
         self.steps_timed = 0
-        self.real = RealImages(train, cfg.real_res, interpolation=backbone.identity.interpolation)
+        self.bank: tuple[Tensor, Tensor] | None = None  # (features, labels), built on first use
+        self.bank_seconds = 0.0
 
     # -- parts ---------------------------------------------------------------------------------------
     def _create_images(self) -> SyntheticImages:
@@ -96,8 +101,13 @@ class Distiller:
                                         self.cfg.init)
         else:
             images = PyramidImages.create(n, self.cfg.syn_res, self.cfg.decorrelate, self.gen, self.device,
-                                          self.cfg.grow_every, self.cfg.pyramid_start_res, self.cfg.init)
+                                          self.cfg.grow_every, self.cfg.pyramid_start_res, self.cfg.init,
+                                          self.cfg.pyramid_max_res)
         images.grayscale = self.cfg.grayscale
+        if self.cfg.init == "real":  # ipc random training images per class, in label order
+            rows = sample_balanced(self.class_rows, self.ipc, self.gen)
+            self.init_rows = [int(r) for r in rows]
+            images.start_from(self.real.batch(rows, self.gen).to(self.device))
         return images
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -152,7 +162,34 @@ class Distiller:
         return True
 
     # -- the step ------------------------------------------------------------------------------------
-    def real_gradient(self, weight: Tensor, bias: Tensor) -> Tensor:
+    def real_bank(self) -> tuple[Tensor, Tensor]:
+        """Features of ``cfg.real_bank`` augmented views of the bank's rows, embedded once (no grad)."""
+        if self.bank is None:
+            started = time.perf_counter()
+            seed = (self.seed + BANK_SEED_OFFSET) % 2**63
+            gen = torch.Generator().manual_seed(seed)
+            dev_gen = torch.Generator(self.device).manual_seed(seed)
+            rows = torch.arange(len(self.train))
+            if self.cfg.real_bank_rows is not None and self.cfg.real_bank_rows < len(rows):
+                per_class = -(-self.cfg.real_bank_rows // self.num_classes)
+                rows = sample_balanced(self.class_rows, per_class, gen).sort().values
+            rows = rows.repeat(self.cfg.real_bank)
+            feats = []
+            with torch.no_grad():
+                for start in range(0, len(rows), BANK_BATCH):
+                    idx = rows[start:start + BANK_BATCH]
+                    x = self.real.batch(idx, gen).to(self.device, non_blocking=True)
+                    feats.append(self._features(augment(x, self.spec, gen, dev_gen)).float())
+            self.bank = (torch.cat(feats), self.train_labels[rows].to(self.device))
+            self.bank_seconds = time.perf_counter() - started
+            log.info("LGM real bank: %d views embedded in %.1f s", len(rows), self.bank_seconds)
+        return self.bank
+
+    def real_gradient(self, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor | None]:
+        """g_real (detached) and the feature centre the synthetic features must share (or None)."""
+        if self.cfg.real_bank:
+            z, y = self.real_bank()
+            return self._real_head_gradient(z, y, weight, bias)
         per_class = self.ipc * self.cfg.augs_per_batch
         if self.cfg.real_sampling == "balanced":
             idx = sample_balanced(self.class_rows, per_class, self.gen)
@@ -162,15 +199,21 @@ class Distiller:
         y = self.train_labels[idx].to(self.device)
         with torch.no_grad():
             z = self._features(augment(x, self.spec, self.gen, self.dev_gen))
-            return head_gradient(z, y, weight, bias).detach()
+            return self._real_head_gradient(z, y, weight, bias)
 
-    def synthetic_gradient(self, weight: Tensor, bias: Tensor) -> Tensor:
+    def _real_head_gradient(self, z: Tensor, y: Tensor, weight: Tensor,
+                            bias: Tensor) -> tuple[Tensor, Tensor | None]:
+        centre = z.float().mean(0) if self.cfg.center_features else None
+        z = z if centre is None else z.float() - centre
+        return head_gradient(z, y, weight, bias).detach(), centre
+
+    def synthetic_gradient(self, weight: Tensor, bias: Tensor, centre: Tensor | None = None) -> Tensor:
         # without augmentation the K copies would be identical: one copy gives the same gradient
         copies = self.cfg.augs_per_batch if self.cfg.augment else 1
         x = self.images.decode().repeat(copies, 1, 1, 1)
         y = self.labels.repeat(copies)
         z = self._features(augment(x, self.spec, self.gen, self.dev_gen))
-        return head_gradient(z, y, weight, bias)
+        return head_gradient(z if centre is None else z.float() - centre, y, weight, bias)
 
     def step(self) -> float:
         """Run step ``step_done + 1``; returns its meta-loss."""
@@ -179,8 +222,8 @@ class Distiller:
             self.optimizer = self._make_optimizer()
         weight, bias = random_head(self.num_classes, self.backbone.feature_dim, self.cfg.head_std,
                                    self.dev_gen, self.device)
-        g_real = self.real_gradient(weight, bias)
-        g_syn = self.synthetic_gradient(weight, bias)
+        g_real, centre = self.real_gradient(weight, bias)
+        g_syn = self.synthetic_gradient(weight, bias, centre)
         loss = matching_loss(g_real, g_syn)
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.loss_scale).backward()
@@ -204,6 +247,8 @@ class Distiller:
         from tqdm.auto import tqdm
 
         self.try_resume()
+        if self.cfg.real_bank and self.step_done < self.cfg.steps:
+            self.real_bank()  # built before the timed steps: its time is recorded apart
         total = self.cfg.steps
         every = self.cfg.checkpoint_every
         bar = tqdm(total=total, initial=self.step_done, desc=f"lgm {self.backbone.name}", unit="step",
@@ -245,6 +290,8 @@ class Distiller:
             "step_seconds_total": self.seconds,
             "device": str(self.device), "precision": str(self.dtype).replace("torch.", ""),
             "loss_scale": self.loss_scale, "real_preloaded": self.real.preloaded,
+            "real_bank_views": 0 if self.bank is None else len(self.bank[1]),
+            "real_bank_seconds": self.bank_seconds, "init_rows": self.init_rows,
             "image_size": self.cfg.syn_res, "pyramid_levels": [t.shape[-1] for t in self.images.levels],
         }
 

@@ -21,11 +21,14 @@ def decorrelation_matrix() -> Tensor:
     return m / m.norm(dim=0).max()
 
 
-def pyramid_resolutions(syn_res: int, start_res: int = 1) -> list[int]:
-    """Level sizes: start, 2*start, 4*start, ... with the last one capped at (and equal to) ``syn_res``."""
-    sizes = [min(start_res, syn_res)]
-    while sizes[-1] < syn_res:
-        sizes.append(min(2 * sizes[-1], syn_res))
+def pyramid_resolutions(syn_res: int, start_res: int = 1, max_res: int | None = None) -> list[int]:
+    """Level sizes: start, 2*start, 4*start, ... with the last one capped at (and equal to) ``syn_res``,
+    or to ``max_res`` when given and smaller (the top levels are then left out; decoding still
+    upsamples to ``syn_res``)."""
+    top = syn_res if max_res is None else min(max_res, syn_res)
+    sizes = [min(start_res, top)]
+    while sizes[-1] < top:
+        sizes.append(min(2 * sizes[-1], top))
     return sizes
 
 
@@ -42,6 +45,21 @@ def to_rgb(v: Tensor, decorrelate: bool, grayscale: bool = False) -> Tensor:
     if grayscale:
         return torch.sigmoid(2 * v.mean(dim=1, keepdim=True)).expand_as(v)
     return torch.sigmoid(2 * v)
+
+
+def from_rgb(x: Tensor, decorrelate: bool, grayscale: bool = False, eps: float = 0.01) -> Tensor:
+    """Values that ``to_rgb`` maps to ``x`` (Nx3xHxW in [0, 1], clamped to [eps, 1 - eps] first); with
+    ``grayscale``, values whose decoded gray equals the mean of ``x``'s channels."""
+    x = x.float().clamp(eps, 1 - eps)
+    if grayscale:
+        x = x.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    u = torch.logit(x) / 2
+    if not decorrelate:
+        return u.contiguous()
+    m = decorrelation_matrix().to(u)
+    if grayscale:  # v = t * 1: the matrix maps it to t * (row sums); their mean must be u
+        return (u / m.sum(dim=1).mean()).contiguous()
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), u).contiguous()
 
 
 def _init_level(n: int, size: int, std: float, init: str, gen: torch.Generator) -> Tensor:
@@ -77,6 +95,12 @@ class SyntheticImages:
     def decode(self) -> Tensor:
         return to_rgb(self.raw(), self.decorrelate, self.grayscale)
 
+    def start_from(self, images: Tensor) -> None:
+        """Replace the parameters so that ``decode()`` returns ``images`` (up to clamping)."""
+        raw = from_rgb(F.interpolate(images, size=(self.syn_res, self.syn_res), mode="bilinear",
+                                     align_corners=False), self.decorrelate, self.grayscale)
+        self.levels = [raw.to(self.levels[0].device).requires_grad_(True)]
+
     def maybe_grow(self, step: int, gen: torch.Generator) -> bool:
         """Called before 1-indexed ``step``; True when the parameters changed (re-create the optimiser)."""
         return False
@@ -104,17 +128,30 @@ class PyramidImages(SyntheticImages):
     kind = "pyramid"
 
     def __init__(self, levels: list[Tensor], syn_res: int, decorrelate: bool, grow_every: int,
-                 start_res: int = 1, init: str = "noise") -> None:
+                 start_res: int = 1, init: str = "noise", max_res: int | None = None) -> None:
         super().__init__(levels, syn_res, decorrelate)
         self.grow_every = grow_every
-        self.sizes = pyramid_resolutions(syn_res, start_res)
+        self.sizes = pyramid_resolutions(syn_res, start_res, max_res)
         self.init = init
 
     @classmethod
     def create(cls, n: int, syn_res: int, decorrelate: bool, gen: torch.Generator, device: torch.device,
-               grow_every: int, start_res: int = 1, init: str = "noise") -> PyramidImages:
-        first = _init_level(n, min(start_res, syn_res), 1.0, init, gen).to(device)
-        return cls([first], syn_res, decorrelate, grow_every, start_res, init)
+               grow_every: int, start_res: int = 1, init: str = "noise",
+               max_res: int | None = None) -> PyramidImages:
+        sizes = pyramid_resolutions(syn_res, start_res, max_res)
+        first = _init_level(n, sizes[0], 1.0, init, gen).to(device)
+        return cls([first], syn_res, decorrelate, grow_every, start_res, init, max_res)
+
+    def start_from(self, images: Tensor) -> None:
+        """Every level at once: zeros, but the finest holds ``images`` (resized to it), so the decoded
+        images start as ``images`` and the pyramid does not grow further."""
+        top = self.sizes[-1]
+        device = self.levels[0].device
+        small = F.interpolate(images.float(), size=(top, top), mode="bilinear", align_corners=False,
+                              antialias=top < images.shape[-1])
+        levels = [torch.zeros(len(images), 3, size, size, device=device) for size in self.sizes[:-1]]
+        levels.append(from_rgb(small, self.decorrelate, self.grayscale).to(device))
+        self.levels = [t.requires_grad_(True) for t in levels]
 
     @property
     def resolutions(self) -> list[int]:

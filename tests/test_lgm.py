@@ -27,6 +27,7 @@ from method.pyramid import (
     COLOR_CORRELATION,
     PyramidImages,
     decorrelation_matrix,
+    from_rgb,
     levels_at_step,
     pyramid_resolutions,
     to_rgb,
@@ -296,7 +297,13 @@ def test_paper_defaults_presets_and_variants():
     emb = build_config("embedded").resolve(64)
     assert (emb.crop_res, emb.syn_res, emb.real_res) == (64, 73, 73)
     assert build_config("embedded", {"crop_res": 32}).resolve(64).syn_res == 37
-    assert set(PRESETS) >= {"paper", "embedded", "smoke"}
+    assert set(PRESETS) >= {"paper", "embedded", "embedded_budget", "smoke"}
+    # the default's preset is the budget one plus named options beyond the paper, nothing else
+    budget, plus = build_config("embedded_budget"), build_config("embedded")
+    beyond = {"real_bank", "real_bank_rows", "center_features", "init", "pyramid_max_res", "lr"}
+    differ = {k for k in LGMConfig.field_names() if getattr(budget, k) != getattr(plus, k)}
+    assert differ == beyond
+    assert (budget.real_bank, budget.center_features, budget.init, budget.pyramid_max_res) == (0, False, "noise", None)
 
     lgm = METHODS.get("lgm")(preset="embedded", steps=7, crop_scale=[0.2, 0.9])
     conf = lgm.config()
@@ -414,3 +421,70 @@ def test_fp16_loss_scaled_steps_on_cuda():
     images = d.run()
     assert d.dtype == torch.float16 and d.loss_scale == 1024.0
     assert torch.isfinite(images).all() and d.skipped_steps == 0
+
+
+# -- options beyond the paper: real bank, centred features, capped pyramid, real init ------------------
+
+def test_real_bank_embeds_views_once_and_gives_the_bank_gradient():
+    train = toy_train(per_class=4)
+    d = Distiller(toy_config(real_bank=3), train, toy_backbone(), ipc=1, seed=0)
+    z, y = d.real_bank()
+    assert z.shape == (3 * len(train), 16) and torch.equal(y, train.labels.repeat(3))
+    assert d.real_bank()[0] is z  # built once
+    weight, bias = torch.randn(3, 16) * 0.01, torch.zeros(3)
+    g, centre = d.real_gradient(weight, bias)
+    assert centre is None and torch.allclose(g, head_gradient(z, y, weight, bias))
+    # its own random stream: the same seed rebuilds the same bank whatever the run has drawn
+    again = Distiller(toy_config(real_bank=3), train, toy_backbone(), ipc=1, seed=0)
+    again.step()
+    assert torch.equal(again.real_bank()[0], z)
+    capped = Distiller(toy_config(real_bank=2, real_bank_rows=6), train, toy_backbone(), ipc=1, seed=0)
+    zc, yc = capped.real_bank()
+    assert len(zc) == 12 and torch.equal(torch.bincount(yc), torch.tensor([4, 4, 4]))
+
+
+def test_centred_features_ignore_a_shared_offset():
+    train = toy_train(per_class=4)
+    d = Distiller(toy_config(real_bank=2, center_features=True), train, toy_backbone(), ipc=1, seed=0)
+    z, y = d.real_bank()
+    weight, bias = torch.randn(3, 16) * 0.01, torch.zeros(3)
+    g, centre = d.real_gradient(weight, bias)
+    assert torch.allclose(centre, z.mean(0))
+    assert torch.allclose(g, head_gradient(z - z.mean(0), y, weight, bias))
+    shifted = z + 50.0  # a large shared component changes the plain gradient but not the centred one
+    assert torch.allclose(head_gradient(shifted - shifted.mean(0), y, weight, bias), g, atol=1e-5)
+    assert not torch.allclose(head_gradient(shifted, y, weight, bias), head_gradient(z, y, weight, bias))
+
+
+def test_pyramid_max_res_caps_the_levels_not_the_output():
+    assert pyramid_resolutions(73, 1, 32) == [1, 2, 4, 8, 16, 32]
+    assert pyramid_resolutions(20, 1, 32) == pyramid_resolutions(20) == [1, 2, 4, 8, 16, 20]
+    cfg = toy_config(steps=12, grow_every=2, syn_res=20, pyramid_max_res=8)
+    d = Distiller(cfg, toy_train(), toy_backbone(), ipc=1, seed=0)
+    images = d.run()
+    assert [t.shape[-1] for t in d.images.levels] == [1, 2, 4, 8] and images.shape[-1] == 20
+    with pytest.raises(ValueError, match="pyramid_max_res"):
+        toy_config(pyramid_max_res=0)
+
+
+@pytest.mark.parametrize("decorrelate", [True, False])
+@pytest.mark.parametrize("grayscale", [True, False])
+def test_from_rgb_inverts_to_rgb(decorrelate, grayscale):
+    x = torch.rand(2, 3, 5, 5, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.05
+    back = to_rgb(from_rgb(x, decorrelate, grayscale), decorrelate, grayscale)
+    want = x.mean(1, keepdim=True).expand_as(x) if grayscale else x
+    assert torch.allclose(back, want, atol=1e-5)
+
+
+def test_real_init_starts_from_training_images_in_label_order():
+    train = toy_train(per_class=4)
+    cfg = toy_config(steps=0, init="real", noise_p=0.0)
+    d = Distiller(cfg, train, toy_backbone(), ipc=2, seed=5)
+    start = d.run()
+    rows = torch.tensor(d.init_rows)
+    assert torch.equal(train.labels[rows], torch.tensor([0, 0, 1, 1, 2, 2]))
+    # the decoded start is the rows' pixels (a random crop of a resized square image: the image itself)
+    real = RealImages(train, cfg.syn_res).batch(rows, torch.Generator()).clamp(0.01, 0.99)
+    assert torch.allclose(start, real, atol=2e-3)
+    assert len(d.images.levels) == len(d.images.sizes)  # every level present: no growth left
+    assert d.metadata()["init_rows"] == d.init_rows

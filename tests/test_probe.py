@@ -16,6 +16,7 @@ from torch import nn
 from benchmark.features import FeatureCache
 from benchmark.probe import fast as fast_module
 from benchmark.probe.augment import flip_random_resized_crop
+from benchmark.probe.common import set_image_preprocess
 from benchmark.probe.fast import (
     FastProbe,
     balanced_subsample,
@@ -350,6 +351,38 @@ def test_fast_weight_decay_grid_is_searched(world):
     (r,) = FastProbe(lrs=(1e-2,), weight_decays=(0.0, 1e6)).evaluate(
         world["real"], world["train"], world["test"], world["backbone"], [0], world["ctx"])
     assert r.extra["weight_decay"] == 0.0  # a huge decay pins the head at 0: chance on validation
+
+
+def test_fast_train_views_embed_augmented_views_of_small_sets_only(world, monkeypatch):
+    train, test, backbone, ctx = world["train"], world["test"], world["backbone"], world["ctx"]
+    seen = []
+    real_train = fast_module.train_linear_heads
+
+    def spy(x, y, *args, **kw):
+        seen.append((x.clone(), y.clone()))
+        return real_train(x, y, *args, **kw)
+
+    monkeypatch.setattr(fast_module, "train_linear_heads", spy)
+    probe = FastProbe(train_views=4, view_seed=1)
+    (r,) = probe.evaluate(world["real"], train, test, backbone, [0], ctx)
+    x, y = seen[-1]
+    assert r.extra["train_views"] == 4 and r.extra["n_train"] == C and x.shape == (4 * C, 16)
+    assert torch.equal(y, world["real"].labels.repeat(4))
+    views = x.view(4, C, 16)
+    assert not torch.allclose(views[0], views[1])  # views differ from one another
+    # a real-image set's views are those of its decoded images: equal to the same images given in memory
+    rows = world["real"].indices
+    decoded = SyntheticSet(labels=world["real"].labels, images=train.load(rows, set_image_preprocess(backbone)))
+    assert torch.allclose(probe.set_features(decoded, train, backbone, ctx),
+                          probe.set_features(world["real"], train, backbone, ctx), atol=1e-6)
+    # the same view seed gives the same views; sets over views_max_rows keep one centre view per image
+    seen.clear()
+    FastProbe(train_views=4, view_seed=1).evaluate(world["real"], train, test, backbone, [0], ctx)
+    assert torch.equal(seen[-1][0], x)
+    (big,) = FastProbe(train_views=4, views_max_rows=C - 1).evaluate(world["real"], train, test, backbone, [0], ctx)
+    assert big.extra["train_views"] == 1 and big.extra["n_train"] == C
+    with pytest.raises(ValueError, match="train_views"):
+        FastProbe(train_views=-1)
 
 
 def test_center_view_matches_the_test_geometry():

@@ -85,3 +85,16 @@ def test_cell_ids_are_unique_and_stable() -> None:
 def test_replace_keeps_unset_axes() -> None:
     s = suite().replace(methods=["t_whole"], seeds=None)
     assert s.methods == ["t_whole"] and s.seeds == 3 and s.backbones == ["a", "b"]
+
+
+def test_default_and_its_faithful_twin():
+    from benchmark.registries import SUITES
+
+    default, faithful = SUITES.get("default"), SUITES.get("default_faithful")
+    assert default.method_options["lgm"]["preset"] == "embedded"
+    assert default.protocol_options["fast"]["train_views"] > 0
+    assert faithful.method_options["lgm"]["preset"] == "embedded_budget"
+    # the same data, backbones, probe and seeds: only LGM's preset differs, so the two tables compare
+    same = ("datasets", "backbones", "ipc", "seeds", "protocol", "cross_model", "backbone_options", "protocol_options")
+    assert all(getattr(default, k) == getattr(faithful, k) for k in same)
+    assert set(faithful.methods) == {"lgm", "random_real"} and len(faithful.cells()) == 4 + 2 * 5

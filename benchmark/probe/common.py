@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..features import backbone_device
-from ..types import Backbone, FeatureSource, LabeledImages, ProbeProtocol, SyntheticSet
+from ..types import Backbone, FeatureSource, LabeledImages, Preprocess, ProbeProtocol, SyntheticSet
 
 
 class ProbeBase(ProbeProtocol):
@@ -75,3 +75,10 @@ def load_test_features(ctx_features: FeatureSource, backbone: Backbone, test: La
         raise ValueError(f"feature source returned {tuple(feats.shape)} for {len(test)} test rows")
     return feats
 
+
+
+def set_image_preprocess(backbone: Backbone) -> Preprocess:
+    """How a probe decodes a real-image set's rows before augmenting them: short side to
+    round(size * 256 / 224), centre crop of that side (256 for a 224 backbone), like synthetic images."""
+    side = round(backbone.input_size * 256 / 224)
+    return Preprocess(side, side, backbone.identity.interpolation)

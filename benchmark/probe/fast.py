@@ -1,8 +1,11 @@
 """``fast``: a linear head on cached features, its learning rate chosen on a validation split of train.
 
 Why: with few classes the paper's rule gives a tiny learning rate (METHOD.md, "Pitfall on small sets"), so
-small suites use this probe. Features: real-image sets through the feature cache (``synset.indices``),
-synthetic images embedded once (centre view by default, like the test split); no augmentation.
+small suites use this probe. Features, embedded once per set: with ``train_views`` 0, one centre view
+per image (real-image sets through the feature cache, synthetic images like the test split); with
+``train_views`` V > 0, V views of every image drawn with the paper probe's training augmentation (flip +
+random resized crop, area ``min_scale``-1), real rows decoded like the paper probe's. Sets of more than
+``views_max_rows`` images (the full-data reference) keep the cached centre views.
 
 Selection, never on test: a fixed, seeded, class-balanced subset V of the TRAINING split (``val_per_class``
 images per class, or ``val_fraction``) is the validation set; it avoids the set's own real rows while a
@@ -32,7 +35,8 @@ from torch import Tensor
 
 from ..registries import PROBES
 from ..types import Backbone, LabeledImages, ProbeResult, RunContext, SyntheticSet
-from .common import ProbeBase, check_inputs, embed_images, init_head, load_test_features
+from .augment import flip_random_resized_crop
+from .common import ProbeBase, check_inputs, embed_images, init_head, load_test_features, set_image_preprocess
 from .metrics import score_logits
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,12 @@ class FastOptions:
     standardize: bool = True
     init_std: float = 0.01
     synthetic_view: str = "center"  # "center": centre crop 224/256 of the image (like test); "resize": whole
+    # V > 0: train on V augmented views per set image (the paper probe's flip + random resized crop), the
+    # features of the training views cached instead of recomputed every epoch
+    train_views: int = 0
+    min_scale: float = 0.08
+    views_max_rows: int = 1000  # larger sets keep one cached centre view per image
+    view_seed: int = 0
 
     def __post_init__(self) -> None:
         self.lrs = tuple(float(v) for v in self.lrs)
@@ -60,6 +70,10 @@ class FastOptions:
             raise ValueError(f"fast probe: synthetic_view must be 'center' or 'resize', not {self.synthetic_view!r}")
         if self.steps < 1:
             raise ValueError("fast probe: steps must be >= 1")
+        if self.train_views < 0:
+            raise ValueError("fast probe: train_views must be >= 0 (0: one centre view per image)")
+        if not 0 < self.min_scale <= 1:
+            raise ValueError(f"fast probe: min_scale must be in (0, 1], got {self.min_scale}")
 
 
 # -- building blocks (public for tests and for other probes) -------------------------------------------
@@ -170,6 +184,7 @@ class Selection:
 class _Prepared:
     x_set: Tensor
     y_set: Tensor
+    views: int  # feature rows per set image
     x_test: Tensor
     selection: Selection
     num_classes: int
@@ -210,7 +225,8 @@ class FastProbe(ProbeBase):
             extra: dict[str, Any] = {
                 "lr": sel.lr, "weight_decay": sel.weight_decay, "val_top1": sel.val_top1,
                 "val_loss": sel.val_loss, "val_size": sel.val_size, "select_rows": sel.select_rows,
-                "val_overlap": sel.val_overlap, "steps": o.steps, "n_train": len(prep.y_set),
+                "val_overlap": sel.val_overlap, "steps": o.steps, "n_train": len(prep.y_set) // prep.views,
+                "train_views": prep.views,
                 "train_seconds": seconds,
             }
             if "worst_group_top1" in scores:
@@ -219,22 +235,37 @@ class FastProbe(ProbeBase):
         return results
 
     # -- everything before the per-seed heads: features and the selection ----------------------------
+    def views_for(self, synset: SyntheticSet) -> int:
+        """Feature rows per set image: ``train_views``, or 1 (centre view) for large sets."""
+        o: FastOptions = self.options
+        return o.train_views if 0 < len(synset) <= o.views_max_rows and o.train_views > 0 else 1
+
     def set_features(self, synset: SyntheticSet, train: LabeledImages, backbone: Backbone,
                      ctx: RunContext) -> Tensor:
-        if synset.indices is not None:
-            return ctx.features(backbone, train, torch.as_tensor(synset.indices).long())
-        assert synset.images is not None
-        images = synset.images.detach()
-        if self.options.synthetic_view == "center":
-            images = center_view(images, backbone.input_size)
-        return embed_images(ctx.features, backbone, images)
+        """Features of the set's views, view-major: rows ``v * len(set) + i`` are view v of image i."""
+        o: FastOptions = self.options
+        rows = None if synset.indices is None else torch.as_tensor(synset.indices).long()
+        if o.train_views == 0 or self.views_for(synset) == 1:
+            if rows is not None:
+                return ctx.features(backbone, train, rows)
+            assert synset.images is not None
+            images = synset.images.detach()
+            if o.synthetic_view == "center":
+                images = center_view(images, backbone.input_size)
+            return embed_images(ctx.features, backbone, images)
+        images = synset.images.detach() if rows is None else train.load(rows, set_image_preprocess(backbone))
+        generator = torch.Generator().manual_seed(o.view_seed)
+        views = flip_random_resized_crop(images.float().repeat(o.train_views, 1, 1, 1), backbone.input_size,
+                                         generator, scale=(o.min_scale, 1.0))
+        return embed_images(ctx.features, backbone, views)
 
     def prepare(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages, backbone: Backbone,
                 ctx: RunContext) -> _Prepared:
         o: FastOptions = self.options
         num_classes = train.num_classes
+        views = self.views_for(synset)
         x_set = self.set_features(synset, train, backbone, ctx).float()
-        y_set = synset.labels.long().cpu()
+        y_set = synset.labels.long().cpu().repeat(views)
         set_rows = None if synset.indices is None else torch.as_tensor(synset.indices).long().cpu()
         val_rows = validation_indices(train.labels, num_classes, o.val_per_class, o.val_seed, o.val_fraction,
                                       exclude=set_rows)
@@ -250,7 +281,7 @@ class FastProbe(ProbeBase):
             x_set, x_val, x_test = ((t - mean) / scale for t in (x_set, x_val, x_test))
 
         selection = self.select(x_set, y_set, x_val, y_val, num_classes, synset, val_rows)
-        return _Prepared(x_set, y_set, x_test, selection, num_classes)
+        return _Prepared(x_set, y_set, views, x_test, selection, num_classes)
 
     def select(self, x_set: Tensor, y_set: Tensor, x_val: Tensor, y_val: Tensor, num_classes: int,
                synset: SyntheticSet | None = None, val_rows: Tensor | None = None) -> Selection:
@@ -259,8 +290,10 @@ class FastProbe(ProbeBase):
         grid = [(lr, wd) for wd in o.weight_decays for lr in o.lrs]
         keep = torch.ones(len(y_set), dtype=torch.bool)
         if synset is not None and synset.indices is not None and val_rows is not None and len(val_rows):
-            keep = ~torch.isin(torch.as_tensor(synset.indices).long().cpu(), val_rows)
-        overlap = int((~keep).sum())
+            rows = torch.as_tensor(synset.indices).long().cpu()
+            keep = ~torch.isin(rows, val_rows)
+        overlap = int((~keep).sum())  # images, not views
+        keep = keep.repeat(len(y_set) // len(keep))
         if not bool(keep.any()):
             log.warning("fast probe: every row of the set is in the validation split; selecting on them anyway")
             keep[:] = True

@@ -32,7 +32,7 @@ from ..features import backbone_device
 from ..registries import PROBES
 from ..types import Backbone, LabeledImages, Preprocess, ProbeResult, RunContext, SyntheticSet
 from .augment import flip_random_resized_crop
-from .common import ProbeBase, check_inputs, init_head, load_test_features
+from .common import ProbeBase, check_inputs, init_head, load_test_features, set_image_preprocess
 from .metrics import score_logits
 
 
@@ -183,9 +183,7 @@ class PaperProbe(ProbeBase):
         o: PaperOptions = self.options
         if synset.images is not None:
             return _Images(images=synset.images.detach(), device=device, preload_max_bytes=o.preload_max_bytes)
-        size = backbone.input_size
-        side = round(size * 256 / 224)
-        preprocess = Preprocess(side, side, backbone.identity.interpolation)
+        preprocess = set_image_preprocess(backbone)
         assert synset.indices is not None
         return _Images(train=train, rows=torch.as_tensor(synset.indices).long(), preprocess=preprocess,
                        num_workers=o.num_workers, device=device, preload_max_bytes=o.preload_max_bytes)
