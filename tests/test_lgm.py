@@ -300,7 +300,7 @@ def test_paper_defaults_presets_and_variants():
     assert set(PRESETS) >= {"paper", "embedded", "embedded_budget", "smoke"}
     # the default's preset is the budget one plus named options beyond the paper, nothing else
     budget, plus = build_config("embedded_budget"), build_config("embedded")
-    beyond = {"real_bank", "real_bank_rows", "center_features", "init", "pyramid_max_res", "lr"}
+    beyond = {"real_bank", "real_bank_rows", "center_features", "init", "pyramid_max_res", "lr", "noise_mean"}
     differ = {k for k in LGMConfig.field_names() if getattr(budget, k) != getattr(plus, k)}
     assert differ == beyond
     assert (budget.real_bank, budget.center_features, budget.init, budget.pyramid_max_res) == (0, False, "noise", None)
@@ -308,7 +308,8 @@ def test_paper_defaults_presets_and_variants():
     lgm = METHODS.get("lgm")(preset="embedded", steps=7, crop_scale=[0.2, 0.9])
     conf = lgm.config()
     assert conf["method"] == "lgm" and conf["preset"] == "embedded" and conf["steps"] == 7
-    assert conf["crop_scale"] == [0.2, 0.9] and conf["noise_mean"] == LGMConfig().noise_mean
+    assert conf["crop_scale"] == [0.2, 0.9] and conf["noise_mean"] == PRESETS["embedded"]["noise_mean"]
+    assert METHODS.get("lgm")().config()["noise_mean"] == LGMConfig().noise_mean == 0.5  # paper-time default
     assert set(LGMConfig.field_names()) <= set(conf)
     json.dumps(conf)
     assert METHODS.get("lgm")().config()["steps"] == 5000
