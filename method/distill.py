@@ -9,6 +9,9 @@ One step:
   4. the decoded synthetic set repeated K times, each copy augmented independently -> ``g_syn`` with
      the graph kept;
   5. loss = 1 - cos(g_real, g_syn) over the whole flattened [W; b]; Adam on the image parameters.
+Options beyond the paper (off in its preset; see ``LGMConfig``) replace step 3 by a bank of real
+features embedded once, centre both feature sets on the real mean, start from real images, or cap
+the pyramid's finest level.
 On CUDA the backbone runs under fp16 autocast with the manual x1024 loss scale (bf16 optional, no
 scale); on a CPU everything is fp32. A step whose scaled gradients are not finite is skipped (counted in
 the metadata): the official code has no such guard, but it never fires unless fp16 overflows.

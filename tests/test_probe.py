@@ -380,7 +380,9 @@ def test_fast_train_views_embed_augmented_views_of_small_sets_only(world, monkey
     FastProbe(train_views=4, view_seed=1).evaluate(world["real"], train, test, backbone, [0], ctx)
     assert torch.equal(seen[-1][0], x)
     (big,) = FastProbe(train_views=4, views_max_rows=C - 1).evaluate(world["real"], train, test, backbone, [0], ctx)
-    assert big.extra["train_views"] == 1 and big.extra["n_train"] == C
+    assert big.extra["train_views"] == 0 and big.extra["n_train"] == C
+    one, centre = (FastProbe(train_views=v).set_features(world["real"], train, backbone, ctx) for v in (1, 0))
+    assert one.shape == centre.shape and not torch.allclose(one, centre)  # one augmented view, not the centre
     with pytest.raises(ValueError, match="train_views"):
         FastProbe(train_views=-1)
 

@@ -226,7 +226,7 @@ class FastProbe(ProbeBase):
                 "lr": sel.lr, "weight_decay": sel.weight_decay, "val_top1": sel.val_top1,
                 "val_loss": sel.val_loss, "val_size": sel.val_size, "select_rows": sel.select_rows,
                 "val_overlap": sel.val_overlap, "steps": o.steps, "n_train": len(prep.y_set) // prep.views,
-                "train_views": prep.views,
+                "train_views": self.augmented_views(synset),
                 "train_seconds": seconds,
             }
             if "worst_group_top1" in scores:
@@ -235,17 +235,17 @@ class FastProbe(ProbeBase):
         return results
 
     # -- everything before the per-seed heads: features and the selection ----------------------------
-    def views_for(self, synset: SyntheticSet) -> int:
-        """Feature rows per set image: ``train_views``, or 1 (centre view) for large sets."""
+    def augmented_views(self, synset: SyntheticSet) -> int:
+        """Augmented views per set image: ``train_views``, or 0 (one centre view) for sets over the cap."""
         o: FastOptions = self.options
-        return o.train_views if 0 < len(synset) <= o.views_max_rows and o.train_views > 0 else 1
+        return o.train_views if len(synset) <= o.views_max_rows else 0
 
     def set_features(self, synset: SyntheticSet, train: LabeledImages, backbone: Backbone,
                      ctx: RunContext) -> Tensor:
         """Features of the set's views, view-major: rows ``v * len(set) + i`` are view v of image i."""
         o: FastOptions = self.options
         rows = None if synset.indices is None else torch.as_tensor(synset.indices).long()
-        if o.train_views == 0 or self.views_for(synset) == 1:
+        if self.augmented_views(synset) == 0:
             if rows is not None:
                 return ctx.features(backbone, train, rows)
             assert synset.images is not None
@@ -263,7 +263,7 @@ class FastProbe(ProbeBase):
                 ctx: RunContext) -> _Prepared:
         o: FastOptions = self.options
         num_classes = train.num_classes
-        views = self.views_for(synset)
+        views = max(self.augmented_views(synset), 1)  # feature rows per image
         x_set = self.set_features(synset, train, backbone, ctx).float()
         y_set = synset.labels.long().cpu().repeat(views)
         set_rows = None if synset.indices is None else torch.as_tensor(synset.indices).long().cpu()
