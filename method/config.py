@@ -1,7 +1,7 @@
 """The typed configuration of one LGM distillation run, its named presets, and how options resolve.
 
 ``LGMConfig`` carries the paper's defaults (METHOD.md section 1). A preset replaces some of them for a
-budget (``paper``, ``embedded``, ``smoke``); per-field options override the preset; an ablation variant
+budget (``paper``, ``embedded_budget``, ``embedded``, ``smoke``); per-field options override the preset; an ablation variant
 pins the field it ablates. Every field lands in ``Method.config()`` (hence the result rows' config hash)
 and in the synthetic set's metadata.
 
