@@ -2,8 +2,8 @@
 
 ``LGMConfig`` carries the paper's defaults (METHOD.md section 1). A preset replaces some of them for a
 budget (``paper``, ``embedded_budget``, ``embedded``, ``smoke``); per-field options override the
-preset; an ablation variant pins the field it ablates. Every field lands in ``Method.config()`` (hence the result rows' config hash)
-and in the synthetic set's metadata.
+preset; an ablation variant pins the field it ablates. Every field lands in ``Method.config()`` (hence
+the result rows' config hash) and in the synthetic set's metadata.
 
 Two fields may be ``None`` and are then derived from the distilling backbone when the run starts:
 ``crop_res`` (``None``: the backbone's input size) and ``syn_res`` (``None``: ``round(crop_res * 256 /
