@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 Parameterization = Literal["pyramid", "pixel"]
 Precision = Literal["auto", "fp16", "bf16", "fp32"]
-RealSampling = Literal["uniform", "balanced"]
+RealSampling = Literal["epoch", "uniform", "balanced"]
+Schedule = Literal["official", "exact"]
 InitMode = Literal["noise", "zero", "real"]
 
 
@@ -28,13 +29,18 @@ class LGMConfig:
     """One LGM run. Defaults are the paper's (``preset="paper"``)."""
 
     # optimisation
-    steps: int = 5000
+    steps: int = 5000  # the official ``iterations``: with schedule "official" the loop makes steps + 1 updates
+    # "official": the official loop (steps + 1 updates; growth before 0-indexed update k*grow_every + 1);
+    # "exact": ``steps`` updates, growth before 0-indexed update k*grow_every. See pyramid.GrowthSchedule.
+    schedule: Schedule = "official"
     augs_per_batch: int = 10  # K: synthetic copies per step; the real batch is ipc * K * C images
     lr: float = 2e-3  # Adam, no weight decay, no clipping
     head_std: float = 0.01  # fresh random head W ~ N(0, head_std^2), bias 0, every step
-    # "uniform": the paper's real batch, ipc*K*C images drawn from the whole split; "balanced": ipc*K
-    # images of every class (same size; removes the class-count noise of small batches, not the paper's)
-    real_sampling: RealSampling = "uniform"
+    # The real batch, ipc*K*C images. "epoch": the official loader: the split shuffled once per epoch
+    # and cut into batches, the incomplete last one dropped; "uniform": an independent uniform draw
+    # every step; "balanced": ipc*K images of every class (not the paper's; removes the class-count
+    # noise of small batches).
+    real_sampling: RealSampling = "epoch"
     # Not in the paper. 0: the paper's fresh real batch every step. V > 0: before step 1, embed V
     # augmented views of every training image (at most ``real_bank_rows`` images, class-balanced) once,
     # and take g_real over that whole bank every step: the target becomes (nearly) the expected real
@@ -48,8 +54,8 @@ class LGMConfig:
     center_features: bool = False
     # image parameterisation
     parameterization: Parameterization = "pyramid"  # "pixel" is the no-pyramid ablation
-    grow_every: int = 200  # a new pyramid level at steps grow_every+1, 2*grow_every+1, ...
-    pyramid_start_res: int = 1
+    grow_every: int = 200  # a new pyramid level every grow_every updates (see ``schedule``)
+    pyramid_start_res: int = 1  # the pyramid starts with every level up to this size (1: the 1x1 alone)
     # Not in the paper. None: levels up to syn_res (the paper). R: no level finer than R (decoding still
     # upsamples to syn_res), e.g. a dataset's native resolution, so the images cannot hold detail that
     # no real image has (Fashion-MNIST is 28 px, shown at 64-73 px).
@@ -76,6 +82,9 @@ class LGMConfig:
     # We default to the paper-time 0.5: this harness reproduces the published numbers. Recorded in
     # every row through the config hash and method_config.
     noise_mean: float = 0.5
+    # False: the official crop, whose sides may exceed the image (about 14% of crops overhang and see
+    # the zero padding); True: the aspect ratio is narrowed so that every crop fits (not the paper's).
+    crop_fit: bool = False
     # numerics: "auto" is fp16 autocast with the manual x1024 loss scale on CUDA, plain fp32 on CPU
     precision: Precision = "auto"
     loss_scale: float = 1024.0  # applied with fp16 only
@@ -98,8 +107,10 @@ class LGMConfig:
             problems.append(f"parameterization must be 'pyramid' or 'pixel', not {self.parameterization!r}")
         if self.init not in ("noise", "zero", "real"):
             problems.append(f"init must be 'noise', 'zero' or 'real', not {self.init!r}")
-        if self.real_sampling not in ("uniform", "balanced"):
-            problems.append(f"real_sampling must be 'uniform' or 'balanced', not {self.real_sampling!r}")
+        if self.real_sampling not in ("epoch", "uniform", "balanced"):
+            problems.append(f"real_sampling must be 'epoch', 'uniform' or 'balanced', not {self.real_sampling!r}")
+        if self.schedule not in ("official", "exact"):
+            problems.append(f"schedule must be 'official' or 'exact', not {self.schedule!r}")
         if self.precision not in ("auto", "fp16", "bf16", "fp32"):
             problems.append(f"precision must be auto, fp16, bf16 or fp32, not {self.precision!r}")
         lo, hi = self.crop_scale

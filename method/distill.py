@@ -35,8 +35,8 @@ from . import checkpoint
 from .augment import AugmentSpec, augment
 from .config import LGMConfig
 from .gradients import head_gradient, matching_loss, random_head
-from .pyramid import PixelImages, PyramidImages, SyntheticImages
-from .real import RealImages, sample_balanced, sample_indices
+from .pyramid import GrowthSchedule, PixelImages, PyramidImages, SyntheticImages
+from .real import EpochBatches, RealImages, sample_balanced, sample_indices
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,15 @@ class Distiller:
         self.checkpoint_path = Path(artifact_dir) / checkpoint.FILENAME if artifact_dir is not None else None
         self.spec = AugmentSpec(out_size=cfg.crop_res, enabled=cfg.augment, flip_p=cfg.flip_p,
                                 scale=cfg.crop_scale, ratio=cfg.crop_ratio, noise_p=cfg.noise_p,
-                                noise_sigma=cfg.noise_sigma, noise_mean=cfg.noise_mean)
+                                noise_sigma=cfg.noise_sigma, noise_mean=cfg.noise_mean,
+                                crop_fit=cfg.crop_fit)
         # all randomness of the run: small draws on the CPU, noise and heads on the device
         self.gen = torch.Generator().manual_seed(seed)
         self.dev_gen = torch.Generator(self.device).manual_seed((seed + DEVICE_SEED_OFFSET) % 2**63)
         self.real = RealImages(train, cfg.real_res, interpolation=backbone.identity.interpolation)
+        self.schedule = GrowthSchedule(cfg.steps, cfg.grow_every, cfg.schedule)
+        self.epoch_batches = (EpochBatches(len(train), ipc * cfg.augs_per_batch * self.num_classes, seed)
+                              if cfg.real_sampling == "epoch" and not cfg.real_bank else None)
         self.init_rows: list[int] | None = None
         self.images = self._create_images()
         self.optimizer = self._make_optimizer()
@@ -104,8 +108,7 @@ class Distiller:
                                         self.cfg.init)
         else:
             images = PyramidImages.create(n, self.cfg.syn_res, self.cfg.decorrelate, self.gen, self.device,
-                                          self.cfg.grow_every, self.cfg.pyramid_start_res, self.cfg.init,
-                                          self.cfg.pyramid_max_res)
+                                          self.cfg.pyramid_start_res, self.cfg.init, self.cfg.pyramid_max_res)
         images.grayscale = self.cfg.grayscale
         if self.cfg.init == "real":  # ipc random training images per class, in label order
             rows = sample_balanced(self.class_rows, self.ipc, self.gen)
@@ -194,7 +197,9 @@ class Distiller:
             z, y = self.real_bank()
             return self._real_head_gradient(z, y, weight, bias)
         per_class = self.ipc * self.cfg.augs_per_batch
-        if self.cfg.real_sampling == "balanced":
+        if self.epoch_batches is not None:  # one real batch per update: the update index addresses it
+            idx = self.epoch_batches(self.step_done)
+        elif self.cfg.real_sampling == "balanced":
             idx = sample_balanced(self.class_rows, per_class, self.gen)
         else:
             idx = sample_indices(len(self.train), per_class * self.num_classes, self.gen)
@@ -219,9 +224,8 @@ class Distiller:
         return head_gradient(z if centre is None else z.float() - centre, y, weight, bias)
 
     def step(self) -> float:
-        """Run step ``step_done + 1``; returns its meta-loss."""
-        index = self.step_done + 1
-        if self.images.maybe_grow(index, self.gen):
+        """Run update ``step_done`` (0-indexed); returns its meta-loss."""
+        if self.images.maybe_grow(self.step_done, self.schedule, self.gen):
             self.optimizer = self._make_optimizer()
         weight, bias = random_head(self.num_classes, self.backbone.feature_dim, self.cfg.head_std,
                                    self.dev_gen, self.device)
@@ -240,7 +244,7 @@ class Distiller:
             self.optimizer.step()
         else:
             self.skipped_steps += 1
-        self.step_done = index
+        self.step_done += 1
         value = float(loss.detach())
         self.loss_curve.append(value)
         return value
@@ -250,9 +254,9 @@ class Distiller:
         from tqdm.auto import tqdm
 
         self.try_resume()
-        if self.cfg.real_bank and self.step_done < self.cfg.steps:
+        total = self.schedule.updates
+        if self.cfg.real_bank and self.step_done < total:
             self.real_bank()  # built before the timed steps: its time is recorded apart
-        total = self.cfg.steps
         every = self.cfg.checkpoint_every
         bar = tqdm(total=total, initial=self.step_done, desc=f"lgm {self.backbone.name}", unit="step",
                    disable=not self.progress, leave=False)
@@ -287,7 +291,9 @@ class Distiller:
             "train_fingerprint": self.train.fingerprint, "num_train": len(self.train),
             "num_classes": self.num_classes, "class_names": list(self.train.class_names),
             "ipc": self.ipc, "seed": self.seed,
-            "steps_done": self.step_done, "loss_curve": list(self.loss_curve),
+            "steps_done": self.step_done, "updates": self.schedule.updates, "schedule": self.schedule.kind,
+            "growth_updates": self.schedule.growth_updates(len(getattr(self.images, "sizes", [0]))),
+            "loss_curve": list(self.loss_curve),
             "skipped_steps": self.skipped_steps, "resumed_from": self.resumed_from,
             "seconds_per_step": self.seconds / self.steps_timed if self.steps_timed else None,
             "step_seconds_total": self.seconds,

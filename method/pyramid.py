@@ -7,6 +7,8 @@ then ``sigmoid(2x)``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -21,21 +23,59 @@ def decorrelation_matrix() -> Tensor:
     return m / m.norm(dim=0).max()
 
 
-def pyramid_resolutions(syn_res: int, start_res: int = 1, max_res: int | None = None) -> list[int]:
-    """Level sizes: start, 2*start, 4*start, ... with the last one capped at (and equal to) ``syn_res``,
-    or to ``max_res`` when given and smaller (the top levels are then left out; decoding still
-    upsamples to ``syn_res``)."""
+def pyramid_resolutions(syn_res: int, max_res: int | None = None) -> list[int]:
+    """Level sizes 1, 2, 4, ... with the last one capped at (and equal to) ``syn_res``, or to
+    ``max_res`` when given and smaller (the top levels are then left out; decoding still upsamples to
+    ``syn_res``)."""
     top = syn_res if max_res is None else min(max_res, syn_res)
-    sizes = [min(start_res, top)]
+    sizes = [1]
     while sizes[-1] < top:
         sizes.append(min(2 * sizes[-1], top))
     return sizes
 
 
-def levels_at_step(step: int, grow_every: int, max_levels: int) -> int:
-    """How many pyramid levels are active while running 1-indexed ``step``: one at first, then one more
-    at steps ``grow_every + 1``, ``2 * grow_every + 1``, ... up to ``max_levels``."""
-    return min(1 + max(step - 1, 0) // grow_every, max_levels)
+def start_levels(sizes: list[int], start_res: int) -> int:
+    """How many levels the pyramid starts with: every size up to ``start_res`` (at least one)."""
+    return max(1, sum(1 for size in sizes if size <= start_res))
+
+
+@dataclass(frozen=True)
+class GrowthSchedule:
+    """How many updates a run makes and when the pyramid grows, for ``steps`` and ``grow_every``.
+
+    ``"official"``: the official loop, ``for i in range(steps + 1)``: ``steps + 1`` updates, and a new
+    level before 0-indexed update ``i`` whenever ``i > 1`` and ``(i - 1) % grow_every == 0`` (so
+    ``grow_every + 1`` updates at the first level, ``grow_every`` at each later one).
+    ``"exact"``: ``steps`` updates, a new level before 0-indexed update ``k * grow_every``, k >= 1
+    (``grow_every`` updates at every level).
+    """
+
+    steps: int
+    grow_every: int
+    kind: str = "official"
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.kind!r}")
+
+    @property
+    def updates(self) -> int:
+        return self.steps + 1 if self.kind == "official" else self.steps
+
+    def growths_before(self, update: int) -> int:
+        """How many growths have happened before 0-indexed ``update`` runs (uncapped)."""
+        if self.kind == "official":
+            return max(update - 1, 0) // self.grow_every
+        return update // self.grow_every
+
+    def growth_updates(self, max_levels: int, start: int = 1) -> list[int]:
+        """The 0-indexed updates before which the pyramid grows, while it has levels to add."""
+        found = [i for i in range(1, self.updates)
+                 if self.growths_before(i) > self.growths_before(i - 1)]
+        return found[:max(max_levels - start, 0)]
+
+
+SCHEDULES = ("official", "exact")
 
 
 def to_rgb(v: Tensor, decorrelate: bool, grayscale: bool = False) -> Tensor:
@@ -101,8 +141,8 @@ class SyntheticImages:
                                      align_corners=False), self.decorrelate, self.grayscale)
         self.levels = [raw.to(self.levels[0].device).requires_grad_(True)]
 
-    def maybe_grow(self, step: int, gen: torch.Generator) -> bool:
-        """Called before 1-indexed ``step``; True when the parameters changed (re-create the optimiser)."""
+    def maybe_grow(self, update: int, schedule: GrowthSchedule, gen: torch.Generator) -> bool:
+        """Called before 0-indexed ``update``; True when the parameters changed (re-create the optimiser)."""
         return False
 
     def state(self) -> list[Tensor]:
@@ -121,26 +161,28 @@ class PixelImages(SyntheticImages):
 
 
 class PyramidImages(SyntheticImages):
-    """A sum of levels of sizes 1, 2, 4, ..., ``syn_res``; it starts with the first and grows one level
-    every ``grow_every`` steps: existing levels are scaled by L/(L+1) and a N(0, 1)/(L+1) level at the
-    next size is appended (L = levels before the growth)."""
+    """A sum of levels of sizes 1, 2, 4, ..., ``syn_res``. It starts with every level up to
+    ``start_res`` (each N(0, 1)/L for L levels; 1 x 1 alone by default) and grows one level at a time
+    on the run's ``GrowthSchedule``: existing levels are scaled by L/(L+1) and a level at the next size
+    is appended, N(0, 1)/(L+1) (``init="noise"``) or, with ``init="zero"``, the bilinear upsampling of
+    the scaled levels' sum divided by L (the official zero mode: the decoded image barely changes)."""
 
     kind = "pyramid"
 
-    def __init__(self, levels: list[Tensor], syn_res: int, decorrelate: bool, grow_every: int,
-                 start_res: int = 1, init: str = "noise", max_res: int | None = None) -> None:
+    def __init__(self, levels: list[Tensor], syn_res: int, decorrelate: bool, init: str = "noise",
+                 max_res: int | None = None) -> None:
         super().__init__(levels, syn_res, decorrelate)
-        self.grow_every = grow_every
-        self.sizes = pyramid_resolutions(syn_res, start_res, max_res)
+        self.sizes = pyramid_resolutions(syn_res, max_res)
         self.init = init
+        self.start_count = len(levels)  # growth counts from here (resuming replaces only ``levels``)
 
     @classmethod
     def create(cls, n: int, syn_res: int, decorrelate: bool, gen: torch.Generator, device: torch.device,
-               grow_every: int, start_res: int = 1, init: str = "noise",
-               max_res: int | None = None) -> PyramidImages:
-        sizes = pyramid_resolutions(syn_res, start_res, max_res)
-        first = _init_level(n, sizes[0], 1.0, init, gen).to(device)
-        return cls([first], syn_res, decorrelate, grow_every, start_res, init, max_res)
+               start_res: int = 1, init: str = "noise", max_res: int | None = None) -> PyramidImages:
+        sizes = pyramid_resolutions(syn_res, max_res)
+        count = start_levels(sizes, start_res)
+        levels = [_init_level(n, size, 1.0 / count, init, gen).to(device) for size in sizes[:count]]
+        return cls(levels, syn_res, decorrelate, init, max_res)
 
     def start_from(self, images: Tensor) -> None:
         """Every level at once: zeros, but the finest holds ``images`` (resized to it), so the decoded
@@ -166,11 +208,14 @@ class PyramidImages(SyntheticImages):
         with torch.no_grad():
             for level in self.levels:
                 level.mul_(n_before / (n_before + 1))
-        new = _init_level(ref.shape[0], size, 1 / (n_before + 1), self.init, gen).to(ref.device)
-        self.levels.append(new.requires_grad_(True))
+            new = _init_level(ref.shape[0], size, 1 / (n_before + 1), self.init, gen).to(ref.device)
+            if self.init == "zero":
+                new = sum(F.interpolate(level, size=(size, size), mode="bilinear", align_corners=False)
+                          for level in self.levels) / n_before
+        self.levels.append(new.detach().requires_grad_(True))
 
-    def maybe_grow(self, step: int, gen: torch.Generator) -> bool:
-        target = levels_at_step(step, self.grow_every, len(self.sizes))
+    def maybe_grow(self, update: int, schedule: GrowthSchedule, gen: torch.Generator) -> bool:
+        target = min(self.start_count + schedule.growths_before(update), len(self.sizes))
         grew = False
         while len(self.levels) < target:
             self.grow(gen)

@@ -93,3 +93,35 @@ def sample_balanced(class_rows: Sequence[Tensor], per_class: int, gen: torch.Gen
             raise ValueError("a class has no training images")
         picks.append(rows[sample_indices(len(rows), per_class, gen)])
     return torch.cat(picks)
+
+
+EPOCH_SEED_OFFSET = 0x2545F491  # each epoch's shuffle has its own generator, derived from the run's seed
+
+
+class EpochBatches:
+    """The official real loader (shuffle each epoch, batches of ``batch`` rows, the incomplete last
+    batch dropped), addressed by batch number: batch ``t`` of the run is batch ``t % per_epoch`` of
+    epoch ``t // per_epoch``, whose order comes from a generator seeded by (seed, epoch). Holding no
+    state, it resumes from a checkpoint by the update count alone."""
+
+    def __init__(self, n_total: int, batch: int, seed: int) -> None:
+        if batch > n_total:
+            raise ValueError(
+                f"the real batch (ipc * augs_per_batch * classes = {batch} images) is larger than the training "
+                f"split ({n_total} images): the official loader drops the incomplete batch and would yield "
+                "nothing. Lower augs_per_batch, or use real_sampling='uniform'")
+        self.n_total = n_total
+        self.batch = batch
+        self.seed = seed
+        self.per_epoch = n_total // batch
+        self._order: tuple[int, Tensor] | None = None
+
+    def order(self, epoch: int) -> Tensor:
+        if self._order is None or self._order[0] != epoch:
+            gen = torch.Generator().manual_seed((self.seed + EPOCH_SEED_OFFSET + 7919 * epoch) % 2**63)
+            self._order = (epoch, torch.randperm(self.n_total, generator=gen))
+        return self._order[1]
+
+    def __call__(self, t: int) -> Tensor:
+        epoch, pos = divmod(t, self.per_epoch)
+        return self.order(epoch)[pos * self.batch:(pos + 1) * self.batch]

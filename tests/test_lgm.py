@@ -19,16 +19,17 @@ from torch import nn
 from benchmark.registries import METHODS
 from benchmark.types import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneIdentity, LabeledImages, RunContext
 from method import checkpoint
-from method.augment import AugmentSpec, CropParams, apply_crops, augment, sample_crops
+from benchmark.augment import CropParams, CropSpec, apply_crops, sample_crops
+from method.augment import AugmentSpec, augment
 from method.config import PRESETS, LGMConfig, build_config
 from method.distill import Distiller
 from method.gradients import head_gradient, head_gradient_autograd, matching_loss
 from method.pyramid import (
     COLOR_CORRELATION,
+    GrowthSchedule,
     PyramidImages,
     decorrelation_matrix,
     from_rgb,
-    levels_at_step,
     pyramid_resolutions,
     to_rgb,
 )
@@ -130,17 +131,15 @@ def test_matching_loss_is_one_global_cosine():
 def test_pyramid_levels_and_resolutions_at_given_steps():
     assert pyramid_resolutions(256) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
     assert pyramid_resolutions(73) == [1, 2, 4, 8, 16, 32, 64, 73]
-    expected = {1: 1, 200: 1, 201: 2, 400: 2, 401: 3, 1600: 8, 1601: 9, 5000: 9}
-    for step, levels in expected.items():
-        assert levels_at_step(step, 200, 9) == levels, step
+    official = GrowthSchedule(5000, 200, "official")
     gen = torch.Generator().manual_seed(0)
-    pyr = PyramidImages.create(2, 256, True, gen, torch.device("cpu"), grow_every=200)
+    pyr = PyramidImages.create(2, 256, True, gen, torch.device("cpu"))
     seen = {}
-    for step in (1, 200, 201, 401, 1601, 1801, 5000):
-        pyr.maybe_grow(step, gen)
-        seen[step] = pyr.resolutions
-    assert seen[1] == seen[200] == [1]
-    assert seen[201] == [1, 2]
+    for update in (0, 1, 200, 201, 400, 401, 1601, 1801, 5000):  # 0-indexed updates, as the official loop
+        pyr.maybe_grow(update, official, gen)
+        seen[update] = pyr.resolutions
+    assert seen[0] == seen[1] == seen[200] == [1]
+    assert seen[201] == seen[400] == [1, 2]
     assert seen[401] == [1, 2, 4]
     assert seen[1601] == seen[1801] == seen[5000] == [1, 2, 4, 8, 16, 32, 64, 128, 256]
     assert pyr.decode().shape == (2, 3, 256, 256)
@@ -148,11 +147,12 @@ def test_pyramid_levels_and_resolutions_at_given_steps():
 
 def test_pyramid_growth_rescales_levels_and_appends_scaled_noise():
     gen = torch.Generator().manual_seed(0)
-    pyr = PyramidImages.create(256, 32, False, gen, torch.device("cpu"), grow_every=1)
-    pyr.maybe_grow(3, gen)  # three levels: 1, 2, 4
+    every = GrowthSchedule(10, 1, "exact")  # a growth before every update
+    pyr = PyramidImages.create(256, 32, False, gen, torch.device("cpu"))
+    pyr.maybe_grow(2, every, gen)  # three levels: 1, 2, 4
     before = [t.detach().clone() for t in pyr.levels]
     raw_before = pyr.raw().detach()
-    assert pyr.maybe_grow(4, gen)  # L = 3 -> 4 levels
+    assert pyr.maybe_grow(3, every, gen)  # L = 3 -> 4 levels
     assert pyr.resolutions == [1, 2, 4, 8]
     for old, new in zip(before, pyr.levels[:3], strict=True):
         torch.testing.assert_close(new.detach(), old * 3 / 4)
@@ -161,15 +161,15 @@ def test_pyramid_growth_rescales_levels_and_appends_scaled_noise():
     assert new_level.mean().abs().item() < 0.02
     up = F.interpolate(new_level, size=(32, 32), mode="bilinear", align_corners=False)
     torch.testing.assert_close(pyr.raw().detach(), raw_before * 3 / 4 + up)
-    assert not pyr.maybe_grow(4, gen)
+    assert not pyr.maybe_grow(3, every, gen)
     assert all(t.requires_grad and t.is_leaf for t in pyr.levels)
 
 
 def test_decoded_images_lie_in_open_unit_interval():
     gen = torch.Generator().manual_seed(0)
     for decorrelate in (True, False):
-        pyr = PyramidImages.create(4, 16, decorrelate, gen, torch.device("cpu"), grow_every=1)
-        pyr.maybe_grow(10, gen)
+        pyr = PyramidImages.create(4, 16, decorrelate, gen, torch.device("cpu"))
+        pyr.maybe_grow(10, GrowthSchedule(10, 1, "exact"), gen)
         with torch.no_grad():
             for level in pyr.levels:
                 level.mul_(3)
@@ -194,8 +194,8 @@ def test_decorrelation_matrix_normalised_by_largest_column_norm():
 
 def test_grayscale_and_zero_init_knobs():
     gen = torch.Generator().manual_seed(0)
-    pyr = PyramidImages.create(2, 8, True, gen, torch.device("cpu"), grow_every=1, init="zero")
-    pyr.maybe_grow(3, gen)
+    pyr = PyramidImages.create(2, 8, True, gen, torch.device("cpu"), init="zero")
+    pyr.maybe_grow(3, GrowthSchedule(10, 1, "exact"), gen)
     assert all((t == 0).all() for t in pyr.levels)
     torch.testing.assert_close(pyr.decode(), torch.full((2, 3, 8, 8), 0.5))
     v = torch.randn(2, 3, 5, 5)
@@ -216,15 +216,15 @@ def test_augmentation_keeps_gradients_flowing_to_pixels():
     assert (x.grad.flatten(1).abs().sum(1) > 0).all()
     # the synthetic images' levels get gradients through decode + augment too
     gen = torch.Generator().manual_seed(0)
-    pyr = PyramidImages.create(3, 16, True, gen, torch.device("cpu"), grow_every=1)
-    pyr.maybe_grow(3, gen)
+    pyr = PyramidImages.create(3, 16, True, gen, torch.device("cpu"))
+    pyr.maybe_grow(3, GrowthSchedule(10, 1, "exact"), gen)
     augment(pyr.decode().repeat(2, 1, 1, 1), spec, gen, gen).square().sum().backward()
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in pyr.levels)
 
 
 @pytest.mark.parametrize("scale", [(0.08, 1.0), (0.3, 0.6), (0.9, 1.0)])
 def test_crop_scales_fall_inside_the_configured_range(scale):
-    spec = AugmentSpec(out_size=8, scale=scale)
+    spec = CropSpec(scale=scale, fit=True)
     crops = sample_crops(4000, spec, torch.Generator().manual_seed(0))
     area = crops.width * crops.height
     assert area.min() >= scale[0] - 1e-6 and area.max() <= scale[1] + 1e-6
@@ -251,8 +251,9 @@ def test_crop_geometry_matches_slicing_and_flip():
 
 def test_noise_knobs_and_disabled_augmentation():
     x = torch.full((400, 3, 8, 8), 0.25)
-    out = augment(x, AugmentSpec(out_size=8, scale=(1.0, 1.0), flip_p=0.0, noise_p=1.0, noise_sigma=0.2,
-                                 noise_mean=0.5), torch.Generator().manual_seed(0), torch.Generator())
+    spec = AugmentSpec(out_size=8, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, noise_p=1.0, noise_sigma=0.2,
+                       noise_mean=0.5)  # a whole-image crop: no padding shows
+    out = augment(x, spec, torch.Generator().manual_seed(0), torch.Generator())
     assert out.mean().item() == pytest.approx(0.75, abs=0.01)
     assert out.std().item() == pytest.approx(0.2, abs=0.01)
     out = augment(x, AugmentSpec(out_size=8, noise_p=0.0), torch.Generator().manual_seed(0), torch.Generator())
@@ -331,7 +332,7 @@ def test_meta_loss_falls_on_a_tiny_problem():
     d = Distiller(cfg, toy_train(), toy_backbone(), ipc=1, seed=0)
     d.run()
     curve = d.loss_curve
-    assert len(curve) == 20 and all(math.isfinite(v) for v in curve)
+    assert len(curve) == 21 and all(math.isfinite(v) for v in curve)  # the official loop: steps + 1
     first, last = sum(curve[:5]) / 5, sum(curve[-5:]) / 5
     assert last < 0.6 * first, (first, last)
 
@@ -369,9 +370,9 @@ def test_killed_run_resumes_from_checkpoint_to_identical_images(tmp_path):
 
     resumed = Distiller(cfg, train, toy_backbone(), ipc=2, seed=7, artifact_dir=killed_dir)
     images = resumed.run()
-    assert resumed.resumed_from == 3 and resumed.step_done == 8
+    assert resumed.resumed_from == 3 and resumed.step_done == 9  # steps + 1 updates
     assert torch.equal(images, reference)
-    assert len(resumed.loss_curve) == 8
+    assert len(resumed.loss_curve) == 9
 
     # a checkpoint of another config is ignored, not resumed
     other = Distiller(toy_config(steps=8, grow_every=2, checkpoint_every=3, lr=1e-3), train, toy_backbone(),
@@ -388,7 +389,7 @@ def test_synthesize_through_the_registry_writes_grid_and_metadata(tmp_path):
     assert synset.labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert synset.images.min() > 0 and synset.images.max() < 1
     meta = json.loads(json.dumps(synset.metadata))
-    assert meta["steps_done"] == PRESETS["smoke"]["steps"] == len(meta["loss_curve"])
+    assert meta["steps_done"] == PRESETS["smoke"]["steps"] + 1 == len(meta["loss_curve"]) == meta["updates"]
     assert meta["config"]["crop_res"] == TOY_INPUT and meta["config"]["syn_res"] == syn
     assert meta["config"]["noise_mean"] == method.config()["noise_mean"]
     assert meta["backbone"]["name"] == "toy" and meta["train_fingerprint"] == "toy-v1"
@@ -458,8 +459,8 @@ def test_centred_features_ignore_a_shared_offset():
 
 
 def test_pyramid_max_res_caps_the_levels_not_the_output():
-    assert pyramid_resolutions(73, 1, 32) == [1, 2, 4, 8, 16, 32]
-    assert pyramid_resolutions(20, 1, 32) == pyramid_resolutions(20) == [1, 2, 4, 8, 16, 20]
+    assert pyramid_resolutions(73, 32) == [1, 2, 4, 8, 16, 32]
+    assert pyramid_resolutions(20, 32) == pyramid_resolutions(20) == [1, 2, 4, 8, 16, 20]
     cfg = toy_config(steps=12, grow_every=2, syn_res=20, pyramid_max_res=8)
     d = Distiller(cfg, toy_train(), toy_backbone(), ipc=1, seed=0)
     images = d.run()
@@ -479,7 +480,7 @@ def test_from_rgb_inverts_to_rgb(decorrelate, grayscale):
 
 def test_real_init_starts_from_training_images_in_label_order():
     train = toy_train(per_class=4)
-    cfg = toy_config(steps=0, init="real", noise_p=0.0)
+    cfg = toy_config(steps=0, schedule="exact", init="real", noise_p=0.0)  # no update: the start itself
     d = Distiller(cfg, train, toy_backbone(), ipc=2, seed=5)
     start = d.run()
     rows = torch.tensor(d.init_rows)
