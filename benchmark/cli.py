@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `python -m benchmark run` (the embedded default, offline), then "
                "`python -m benchmark report`.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,list}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,parity,list}")
 
     run = sub.add_parser("run", help="run a suite (default: the embedded default suite)",
                          description="Run every cell of a suite; finished cells are skipped, so an "
@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Read the Parquet results and write tables and figures.")
     report.add_argument("--results", type=Path, default=Path("results"), help="results directory")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output directory")
+
+    parity = sub.add_parser("parity", help="the parity suite's table: top-1 and matching loss per 100 updates",
+                            description="Summarise `run --suite parity`: per LGM seed, fast-probe top-1 and "
+                                        "the mean matching loss per 100-update window, beside random real "
+                                        "images; the numbers to compare with the official code's.")
+    parity.add_argument("--results", type=Path, default=Path("results"), help="results directory")
+    parity.add_argument("--suite", default="parity", help="suite whose rows to summarise (default: parity)")
 
     lst = sub.add_parser("list", help="list registered methods, backbones, datasets, suites or probes")
     lst.add_argument("what", choices=sorted(LISTABLE))
@@ -125,6 +132,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    from .parity import parity_frame, parity_markdown
+
+    try:
+        frame = parity_frame(args.results, args.suite)
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from None
+    print(parity_markdown(frame))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     registry = LISTABLE[args.what]
     names = registry.names()
@@ -134,7 +152,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "report": cmd_report, "parity": cmd_parity, "list": cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
