@@ -313,3 +313,18 @@ def test_paper_defaults_are_the_official_choices():
     cfg = LGMConfig()
     assert (cfg.schedule, cfg.real_sampling, cfg.crop_fit, cfg.pyramid_start_res, cfg.init) == \
         ("official", "epoch", False, 1, "noise")
+
+
+# -- project choices kept, shown to change nothing -------------------------------------------------------
+
+def test_frozen_backbone_changes_no_image():
+    """The official code leaves the backbone's requires_grad on (so its weights collect gradients it
+    never uses); freezing it only saves that work."""
+    cfg = toy_config(steps=3, grow_every=1)
+    frozen = Distiller(cfg, toy_train(), toy_backbone(), ipc=1, seed=4)
+    trainable = Distiller(cfg, toy_train(), toy_backbone(), ipc=1, seed=4)
+    trainable.backbone.requires_grad_(True)
+    torch.testing.assert_close(frozen.run(), trainable.run(), atol=0, rtol=0)
+    assert any(p.grad is not None for p in trainable.backbone.parameters())
+    assert all(p.grad is None for p in frozen.backbone.parameters())
+    assert frozen.skipped_steps == 0  # the non-finite guard never fires in fp32
