@@ -42,8 +42,9 @@ def bench(name: str, input_size: int, args: argparse.Namespace) -> dict:
     backbone = BACKBONES.get(name).build(input_size=input_size)
     distiller = Distiller(cfg, train, backbone, ipc=args.ipc, seed=0, device=args.device)
     # start where the pyramid is fully grown: the most expensive (and most common) kind of step
-    distiller.step_done = max(0, (len(distiller.images.sizes) - 1) * cfg.grow_every) \
-        if cfg.parameterization == "pyramid" else 0
+    growths = distiller.schedule.growth_updates(len(distiller.images.sizes)) \
+        if cfg.parameterization == "pyramid" else []
+    distiller.step_done = growths[-1] if growths else 0
     for _ in range(args.warmup):
         distiller.step()
     walls, cpus = [], []
