@@ -1,5 +1,12 @@
 """``neighbors``: for each LGM-distilled image, its most similar same-class real image (the paper's
-"Neighbors" row: does LGM merely reconstruct real samples?)."""
+"Neighbors" row: does LGM merely reconstruct real samples?).
+
+As in the official code, a distilled image is embedded through its centre crop in the test geometry
+(224 of its 256 px for a 224 backbone; not resized whole), real images through the cached centre-crop
+features, and each distilled image independently takes the argmax-cosine real image of its class (with
+ipc > 1 two distilled images may pick the same one). ``unique=True`` is this project's earlier variant:
+a greedy one-to-one matching, most similar pair first.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from benchmark.probe.common import center_view
 from benchmark.registries import METHODS
 from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
 
@@ -19,11 +27,16 @@ SOURCE = "lgm"
 @dataclass
 class NeighborsOptions:
     batch_size: int = 64  # distilled images embedded per forward pass
+    unique: bool = False  # False: argmax per distilled image (official); True: one-to-one greedy matching
 
 
 def embed_images(backbone: Backbone, images: torch.Tensor, batch_size: int,
                  device: torch.device) -> torch.Tensor:
-    """Backbone embeddings of Nx3xHxW images in [0, 1], in chunks, without gradients -> float64 CPU."""
+    """Backbone embeddings of Nx3xHxW images in [0, 1], in chunks, without gradients -> float64 CPU.
+
+    Each image is seen through its centre crop in the test geometry (``center_view``: 224 of 256 px for
+    a 224 backbone), as the official code crops distilled images before embedding them."""
+    images = center_view(images, backbone.input_size)
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
@@ -45,8 +58,9 @@ def backbone_device(backbone: Backbone, fallback: torch.device) -> torch.device:
 @METHODS.register("neighbors")
 class Neighbors(Method):
     """For each image of the ``lgm`` set of the same (dataset, backbone, ipc, seed), the same-class real
-    image with the highest cosine similarity of distilling-backbone embeddings; each distilled image gets
-    its own real image (most similar pair matched first). Needs the ``lgm`` artifact to exist."""
+    image with the highest cosine similarity of distilling-backbone embeddings (ties: the earlier row).
+    ``unique=True``: each distilled image gets its own real image (most similar pair matched first).
+    Needs the ``lgm`` artifact to exist."""
 
     name = "neighbors"
     description = "per LGM-distilled image, the most cosine-similar same-class real image (run lgm first)"
@@ -74,15 +88,19 @@ class Neighbors(Method):
             rows = torch.nonzero(labels == c).flatten()
             if len(rows) == 0:
                 continue
-            members = class_members(train, c, len(rows))
+            members = class_members(train, c, len(rows) if self.options.unique else 1)
             real = F.normalize(ctx.features(backbone, train, indices=members).to("cpu", torch.float64), dim=1)
             fake = F.normalize(embed_images(backbone, distilled.images[rows], batch_size, device), dim=1)
             sim = fake @ real.T  # distilled x real cosine similarities
-            match = dict(greedy_unique_assignment(-sim))  # distilled row -> real column
-            cols = torch.as_tensor([match[r] for r in range(len(rows))], dtype=torch.long)
+            if self.options.unique:
+                match = dict(greedy_unique_assignment(-sim))  # distilled row -> real column
+                cols = torch.as_tensor([match[r] for r in range(len(rows))], dtype=torch.long)
+            else:  # each distilled image on its own (first maximum on ties, as torch.argmax)
+                cols = torch.argmax(sim, dim=1)
             picks.append(members[cols])
             sims.extend(round(float(sim[r, col]), 5) for r, col in enumerate(cols.tolist()))
-        meta = {"selection": f"nearest real image (cosine) to each {SOURCE} image", "source": SOURCE,
+        how = "one-to-one greedy" if self.options.unique else "argmax per image, repeats allowed"
+        meta = {"selection": f"nearest real image (cosine) to each {SOURCE} image ({how})", "source": SOURCE,
                 "cosine_similarity": sims,
                 "mean_cosine_similarity": sum(sims) / len(sims) if sims else float("nan")}
-        return assemble(train, picks, meta)
+        return assemble(train, picks, meta, allow_repeats=not self.options.unique)

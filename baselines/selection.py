@@ -65,9 +65,11 @@ def greedy_unique_assignment(cost: Tensor) -> list[tuple[int, int]]:
     return pairs
 
 
-def assemble(train: LabeledImages, picks: list[Tensor], metadata: dict) -> SyntheticSet:
-    """Concatenate per-class picks (in class order, each in the order chosen) into a SyntheticSet."""
+def assemble(train: LabeledImages, picks: list[Tensor], metadata: dict,
+             allow_repeats: bool = False) -> SyntheticSet:
+    """Concatenate per-class picks (in class order, each in the order chosen) into a SyntheticSet.
+    ``allow_repeats``: the same image may be picked twice (official neighbours); else it is a bug."""
     indices = torch.cat(picks).long() if picks else torch.empty(0, dtype=torch.long)
-    if len(torch.unique(indices)) != len(indices):  # a bug guard, never expected
+    if not allow_repeats and len(torch.unique(indices)) != len(indices):  # a bug guard, never expected
         raise RuntimeError("a selection baseline chose the same training image twice")
     return SyntheticSet(labels=train.labels[indices], indices=indices, metadata=metadata)

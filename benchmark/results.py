@@ -54,6 +54,10 @@ SCHEMA = pa.schema([
     ("eval_weight_id", pa.string()),
     ("eval_weight_sha256", pa.string()),
     ("eval_input_size", pa.int64()),
+    # JSON of the backbones' identities (weights, input size, mean/std, interpolation, architecture with
+    # options such as DINOv2's pos_embed): what decides their features; "" for no distilling backbone
+    ("distill_backbone_identity", pa.string()),
+    ("eval_backbone_identity", pa.string()),
     ("train_fingerprint", pa.string()),
     ("test_fingerprint", pa.string()),
     ("git_sha", pa.string()),

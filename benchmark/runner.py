@@ -199,6 +199,8 @@ class Runner:
             "distill_weight_sha256": distill.weight_sha256 if distill else "",
             "eval_weight_id": backbone.identity.weight_id, "eval_weight_sha256": backbone.identity.weight_sha256,
             "eval_input_size": backbone.input_size,
+            "distill_backbone_identity": canonical_json(distill.key()) if distill else "",
+            "eval_backbone_identity": canonical_json(backbone.identity.key()),
             "train_fingerprint": train.fingerprint, "test_fingerprint": test.fingerprint,
         }
         fields["config_hash"] = stable_hash({

@@ -23,11 +23,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Preprocess:
-    """PIL image -> 3xCxC float tensor in [0, 1]: resize the short side to ``resize``, centre-crop ``crop``."""
+    """PIL image -> 3xCxC float tensor in [0, 1]: resize the short side to ``resize``, centre-crop ``crop``.
+
+    ``interpolation`` defaults to bilinear (antialiased, as PIL always is): torchvision's ``Resize``
+    default, which the official code's test and real-image transforms use.
+    """
 
     resize: int
     crop: int
-    interpolation: str = "bicubic"
+    interpolation: str = "bilinear"
 
     def __call__(self, image: Any) -> Tensor:
         from torchvision.transforms import InterpolationMode
@@ -103,7 +107,7 @@ class BackboneIdentity:
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    interpolation: str = "bicubic"
+    interpolation: str = "bilinear"  # how real images are resized (test split, real-image sets, LGM reals)
 
     def key(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -246,7 +246,7 @@ def test_neighbors_cosine_nearest_unique_same_class():
     distilled = SyntheticSet(labels=torch.tensor([0, 0, 1, 1]),
                              images=_colour_images([[0.9, 0.1, 0.0], [0.88, 0.12, 0.0],
                                                     [0.0, 0.0, 1.0], [0.0, 0.1, 1.0]]))
-    synset, _ = run("neighbors", train, feats, ipc=2, synthetic={"lgm": distilled})
+    synset, _ = run("neighbors", train, feats, ipc=2, synthetic={"lgm": distilled}, unique=True)
     assert torch.equal(synset.labels, torch.tensor([0, 0, 1, 1]))
     assert len(torch.unique(synset.indices)) == 4
     # class 0: both distilled images are nearest (cosine) row 2; the more similar one keeps it, the
@@ -256,6 +256,20 @@ def test_neighbors_cosine_nearest_unique_same_class():
     assert synset.indices[2:].tolist() == [1, 3]
     sims = synset.metadata["cosine_similarity"]
     assert len(sims) == 4 and sims[0] == pytest.approx(1.0) and sims[2] == pytest.approx(1.0)
+
+
+def test_neighbors_default_is_argmax_per_image_with_repeats():
+    """The official rule: each distilled image takes its own argmax; two may take the same real image."""
+    labels = [0, 1, 0, 1, 0, 1]
+    feats = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [9.0, 1.0, 0.0], [0.0, 0.0, 0.2],
+                          [0.0, 1.0, 0.0], [0.9, 0.1, 0.0]])
+    distilled = SyntheticSet(labels=torch.tensor([0, 0, 1, 1]),
+                             images=_colour_images([[0.9, 0.1, 0.0], [0.88, 0.12, 0.0],
+                                                    [0.0, 0.0, 1.0], [0.0, 0.1, 1.0]]))
+    synset, _ = run("neighbors", toy_images(labels), feats, ipc=2, synthetic={"lgm": distilled})
+    assert synset.indices.tolist() == [2, 2, 1, 1]  # rows 1 and 3 tie for class 1: the earlier row
+    assert "repeats allowed" in synset.metadata["selection"]
+    assert METHODS.get("neighbors")().config()["unique"] is False
 
 
 def test_centroids_uses_the_mean_not_a_median():

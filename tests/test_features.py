@@ -80,11 +80,12 @@ def test_key_is_stable_and_changes_with_every_input(tmp_path, data):
     variants = {
         "resize": cache.key(bb, data, preprocess=Preprocess(20, 16)),
         "crop": cache.key(bb, data, preprocess=Preprocess(18, 14)),
-        "interpolation": cache.key(bb, data, preprocess=Preprocess(18, 16, "bilinear")),
+        "interpolation": cache.key(bb, data, preprocess=Preprocess(18, 16, "bicubic")),
         "weight sha": cache.key(toy_backbone(weight_sha256="1" * 64), data),
         "weight id": cache.key(toy_backbone(weight_id="toy-v2"), data),
         "input size": cache.key(toy_backbone(input_size=32), data),
         "normalisation": cache.key(toy_backbone(mean=(0.4, 0.5, 0.5)), data),
+        "backbone interpolation": cache.key(toy_backbone(interpolation="bicubic"), data),
         "fingerprint": cache.key(bb, toy_data(fingerprint="fp-2")),
         "split": cache.key(bb, toy_data(split="test")),
         "indices": cache.key(bb, data, torch.tensor([0, 1, 2])),

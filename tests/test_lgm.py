@@ -16,10 +16,10 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from torch import nn
 
+from benchmark.augment import CropParams, CropSpec, apply_crops, sample_crops
 from benchmark.registries import METHODS
 from benchmark.types import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneIdentity, LabeledImages, RunContext
 from method import checkpoint
-from benchmark.augment import CropParams, CropSpec, apply_crops, sample_crops
 from method.augment import AugmentSpec, augment
 from method.config import PRESETS, LGMConfig, build_config
 from method.distill import Distiller

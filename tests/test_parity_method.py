@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from test_lgm import toy_backbone, toy_config, toy_train
 from torch import Tensor, nn
 
 from benchmark.augment import CropParams, CropSpec, apply_crops, sample_crops
@@ -22,8 +22,6 @@ from method.distill import Distiller
 from method.gradients import head_gradient, matching_loss
 from method.pyramid import COLOR_CORRELATION, GrowthSchedule, PyramidImages
 from method.real import EpochBatches, RealImages
-
-from test_lgm import toy_backbone, toy_config, toy_train
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -13,10 +13,10 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from torch import nn
 
+from benchmark.augment import CropSpec, flip_random_resized_crop, sample_crops
 from benchmark.features import FeatureCache
 from benchmark.probe import fast as fast_module
-from benchmark.probe.augment import flip_random_resized_crop
-from benchmark.probe.common import set_image_preprocess
+from benchmark.probe.common import set_image_preprocess, training_crop
 from benchmark.probe.fast import (
     FastProbe,
     balanced_subsample,
@@ -116,6 +116,12 @@ def test_paper_learning_rate_rule():
     assert paper_learning_rate(10) == pytest.approx(3.90625e-5)
     assert paper_learning_rate(100) == pytest.approx(1e-3 * 100 / 256)
     assert paper_learning_rate(10_000) == pytest.approx(1e-3 * 100 / 256)  # batch capped at 100
+    assert paper_learning_rate(10, gpu_divisor=4) == pytest.approx(1e-3 * 10 / 4 / 256)  # official: / GPUs
+    assert PaperProbe(lr_gpu_divisor=4).schedule(10).lr == pytest.approx(1e-3 * 10 / 4 / 256)
+    assert PaperProbe(lr_gpu_divisor=4).schedule(3000, full_data=True).lr == pytest.approx(5e-4)
+    assert PaperProbe().config()["lr_gpu_divisor"] == 1
+    with pytest.raises(ValueError, match="lr_gpu_divisor"):
+        PaperProbe(lr_gpu_divisor=0)
     probe = PaperProbe()
     small = probe.schedule(10)
     assert (small.epochs, small.batch_size, small.lr) == (1000, 10, pytest.approx(1e-3 * 10 / 256))
@@ -413,16 +419,56 @@ def test_metrics():
 
 def test_augmentation_geometry_and_determinism():
     images = torch.rand(3, 3, 20, 20)
-    flipped = flip_random_resized_crop(images, 20, torch.Generator().manual_seed(0), scale=(1, 1), ratio=(1, 1),
-                                       flip_p=1.0)
+    flipped = flip_random_resized_crop(images, 20, torch.Generator().manual_seed(0),
+                                       CropSpec(scale=(1, 1), ratio=(1, 1), flip_p=1.0))
     assert torch.allclose(flipped, images.flip(-1), atol=1e-5)
-    same = flip_random_resized_crop(images, 20, torch.Generator().manual_seed(0), scale=(1, 1), ratio=(1, 1),
-                                    flip_p=0.0)
+    same = flip_random_resized_crop(images, 20, torch.Generator().manual_seed(0),
+                                    CropSpec(scale=(1, 1), ratio=(1, 1), flip_p=0.0))
     assert torch.allclose(same, images, atol=1e-5)
     a = flip_random_resized_crop(images, 8, torch.Generator().manual_seed(1))
     b = flip_random_resized_crop(images, 8, torch.Generator().manual_seed(1))
     c = flip_random_resized_crop(images, 8, torch.Generator().manual_seed(2))
     assert a.shape == (3, 3, 8, 8) and torch.equal(a, b) and not torch.equal(a, c)
-    # crops stay inside the image: no zero padding shows on an all-ones image
-    ones = flip_random_resized_crop(torch.ones(64, 3, 20, 20), 8, torch.Generator().manual_seed(3))
-    assert torch.allclose(ones, torch.ones_like(ones), atol=1e-5)
+
+
+def test_probe_crops_overhang_like_the_official_op_unless_fit():
+    """By default (the official op) about 14 % of crops at area 0.08-1 reach outside the image and show
+    its zero padding; with ``crop_fit`` (``CropSpec.fit``) none do."""
+    n = 4000
+    crops = sample_crops(n, training_crop(0.08, fit=False), torch.Generator().manual_seed(3))
+    assert 0.12 < crops.overhangs().float().mean().item() < 0.16
+    ones = flip_random_resized_crop(torch.ones(n, 3, 20, 20), 8, torch.Generator().manual_seed(3),
+                                    training_crop(0.08, fit=False))
+    # a sample more than half a pixel outside the image is mostly zero padding (a crop that fits can
+    # still blend its outermost samples with the padding, by less than half)
+    padded = (ones.flatten(1).amin(1) < 0.5).float().mean().item()
+    assert 0.01 < padded < 0.14  # most overhangs are slivers that only dim the outer samples
+    fit = training_crop(0.08, fit=True)
+    assert not sample_crops(n, fit, torch.Generator().manual_seed(3)).overhangs().any()
+    ones = flip_random_resized_crop(torch.ones(n, 3, 20, 20), 8, torch.Generator().manual_seed(3), fit)
+    assert ones.min().item() >= 0.5 - 1e-5
+
+
+@pytest.mark.parametrize("fit", [False, True])
+def test_both_probes_use_the_shared_crop_with_crop_fit(world, monkeypatch, fit):
+    """The paper and fast probes augment through ``benchmark.augment`` with ``fit = crop_fit``, and the
+    option lands in the probe's config (the row's ``probe_config``)."""
+    from benchmark import augment as shared
+    from benchmark.probe import paper as paper_module
+
+    seen = []
+    real = shared.flip_random_resized_crop
+
+    def spy(images, size, generator, spec=None):
+        seen.append(spec)
+        return real(images, size, generator, spec)
+
+    monkeypatch.setattr(paper_module, "flip_random_resized_crop", spy)
+    monkeypatch.setattr(fast_module, "flip_random_resized_crop", spy)
+    args = (world["synthetic"], world["train"], world["test"], world["backbone"], [0], world["ctx"])
+    for probe in (PaperProbe(epochs=1, crop_fit=fit), FastProbe(train_views=2, crop_fit=fit)):
+        seen.clear()
+        probe.evaluate(*args)
+        assert seen and all(s == CropSpec(scale=(0.08, 1.0), fit=fit) for s in seen)
+        assert probe.config()["crop_fit"] is fit
+    assert PaperProbe().options.crop_fit is False and FastProbe().options.crop_fit is False

@@ -26,6 +26,7 @@ from .paper import (
     EVA02_VITB14,
     MOCOV3_VITB16,
     PAPER_BACKBONES,
+    Dinov2TimmSpec,
     HubFileTimmSpec,
     PaperOpenClipSpec,
     PaperTimmSpec,
@@ -48,7 +49,8 @@ __all__ = [
     "OpenClipBackbone", "EffNetLiteSpec", "ImgFocusViTSpec", "EFFNET_LITE0", "VIT_S14_IMGFOCUS", "TINY_VIT",
     "build_backbone", "sha256_file", "sha256_state_dict", "load_state_dict_file", "save_state_dict_file",
     "effnet_pytorch_to_timm", "extract_vit_from_onnx", "extract_cached",
-    "PaperTimmSpec", "PaperOpenClipSpec", "HubFileTimmSpec", "WeightsUnavailableError", "PAPER_BACKBONES",
+    "PaperTimmSpec", "PaperOpenClipSpec", "HubFileTimmSpec", "Dinov2TimmSpec", "WeightsUnavailableError",
+    "PAPER_BACKBONES",
     "CLIP_VITB16", "DINOV2_VITB14", "EVA02_VITB14", "MOCOV3_VITB16", "DINO_VITB16",
 ]
 

@@ -5,13 +5,18 @@ entry              weights and feature                                          
 =================  ========================================================================  =====
 ``clip_vitb16``    open_clip ``ViT-B-16-quickgelu`` / ``openai``: image embedding (CLS,        512
                    ln_post, projection)
-``dinov2_vitb14``  timm ``vit_base_patch14_dinov2.lvd142m`` at 224 px: CLS after final norm  768
+``dinov2_vitb14``  timm ``vit_base_patch14_dinov2.lvd142m`` at 224 px, position table as the   768
+                   official hub model computes it (``pos_embed``): CLS after final norm
 ``eva02_vitb14``   timm ``eva02_base_patch14_224.mim_in22k``: mean of patch tokens + norm      768
 ``mocov3_vitb16``  Hub ``nyu-visionx/moco-v3-vit-b`` ``model.safetensors`` at a pinned        768
                    revision, ``head.*`` dropped, strictly into timm ``vit_base_patch16_224``:
                    CLS after norm
 ``dino_vitb16``    timm ``vit_base_patch16_224.dino``: CLS after norm                         768
 =================  ========================================================================  =====
+
+Published CLIP rows may come from ViT-B/32: the official code's ``clip_vitb`` entry loaded ViT-B/32
+until upstream commit add2069 (a duplicated case whose first branch, B/32, wins); ours is B/16, the
+model the paper names.
 
 All use ImageNet mean/std by default, as the paper does (``normalization="native"`` gives the mean/std
 the weights were trained with). Each records its weight id (Hub id and revision, or the local file name)
@@ -22,6 +27,8 @@ works, building raises ``WeightsUnavailableError`` saying which Hub file is need
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..registries import BACKBONES
@@ -152,6 +160,91 @@ class PaperTimmSpec(TimmSpec):
         return super().load(input_size, weights, cache_dir=cache_dir, **kw)
 
 
+# -- DINOv2: the position table of the official hub model ------------------------------------------
+POS_EMBED_MODES = ("official", "timm")
+
+
+def dinov2_interpolate_pos_embed(table: Tensor, grid: tuple[int, int], num_prefix_tokens: int = 1,
+                                 offset: float = 0.1, antialias: bool = False) -> Tensor:
+    """The position table DINOv2's own model adds for a ``grid`` (rows, columns) of patches.
+
+    The hub model keeps its M x M table (37 x 37 for 518 px) and resamples it at every forward:
+    bicubic, by the scale factor ``(g + offset) / M`` rather than to the size ``g`` (a historical
+    kludge; the factor also sets the sampling step, M / (g + 0.1) instead of M / g), no antialiasing,
+    in float32; the class token's entry is kept. timm instead resamples once at load to the size
+    ``g`` with antialiasing, which gives another table. The op is deterministic, so computing it once
+    here equals computing it per forward.
+    """
+    prefix, patches = table[:, :num_prefix_tokens], table[:, num_prefix_tokens:]
+    m = math.isqrt(patches.shape[1])
+    if m * m != patches.shape[1]:
+        raise ValueError(f"position table of {patches.shape[1]} patch entries is not square")
+    if (m, m) == tuple(grid):  # the hub model's own shortcut: no resampling at the native size
+        return table
+    dim = patches.shape[-1]
+    square = patches.float().reshape(1, m, m, dim).permute(0, 3, 1, 2)
+    scale = ((grid[0] + offset) / m, (grid[1] + offset) / m)
+    out = F.interpolate(square, scale_factor=scale, mode="bicubic", antialias=antialias)
+    if tuple(out.shape[-2:]) != tuple(grid):
+        raise ValueError(f"resampled grid {tuple(out.shape[-2:])} != {tuple(grid)}")
+    out = out.permute(0, 2, 3, 1).reshape(1, -1, dim)
+    return torch.cat([prefix.float(), out], dim=1).to(table.dtype)
+
+
+def _file_tensor(path: Path, key: str) -> Tensor:
+    """One tensor of a weight file (safetensors read lazily; torch files through the usual loader)."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            if key not in fh.keys():  # noqa: SIM118 - safe_open has no __contains__
+                raise KeyError(f"{path.name} has no {key!r}")
+            return fh.get_tensor(key)
+    state_dict = load_state_dict_file(path)
+    if key not in state_dict:
+        raise KeyError(f"{path.name} has no {key!r}")
+    return state_dict[key]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dinov2TimmSpec(PaperTimmSpec):
+    """DINOv2 in timm. ``pos_embed="official"`` (default) replaces timm's load-time table by what the
+    official hub model computes at run time from the file's 37 x 37 table
+    (:func:`dinov2_interpolate_pos_embed`); ``"timm"`` keeps timm's (bicubic with antialiasing, to the
+    grid size). The mode is recorded in the identity's architecture; ``build(pos_embed=...)`` (a suite's
+    ``backbone_options``) overrides it."""
+
+    pos_embed: str = "official"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pos_embed not in POS_EMBED_MODES:
+            raise ValueError(f"pos_embed must be one of {POS_EMBED_MODES}, not {self.pos_embed!r}")
+
+    def load(self, input_size: int, weights: Path | None, *, pos_embed: str | None = None,
+             cache_dir: str | Path | None = None, **kw: Any) -> LoadedModel:
+        mode = pos_embed or self.pos_embed
+        if mode not in POS_EMBED_MODES:
+            raise ValueError(f"pos_embed must be one of {POS_EMBED_MODES}, not {mode!r}")
+        loaded = super().load(input_size, weights, cache_dir=cache_dir, **kw)
+        model = loaded.model
+        if mode == "official":
+            path = weights if weights is not None else timm_weight_file(dict(model.pretrained_cfg), cache_dir)[0]
+            if path is None:
+                raise RuntimeError(f"backbone {self.name!r}: cannot find the weight file to read the original "
+                                   "position table from; pass weights= or use pos_embed='timm'")
+            prefix = 0 if getattr(model, "no_embed_class", False) else int(getattr(model, "num_prefix_tokens", 1))
+            table = dinov2_interpolate_pos_embed(_file_tensor(Path(path), "pos_embed"),
+                                                 tuple(model.patch_embed.grid_size), prefix)
+            if table.shape != model.pos_embed.shape:
+                raise RuntimeError(f"backbone {self.name!r}: position table {tuple(table.shape)} does not fit "
+                                   f"the model's {tuple(model.pos_embed.shape)}")
+            with torch.no_grad():
+                model.pos_embed.copy_(table)
+        return dataclasses.replace(loaded, architecture=f"{loaded.architecture or self.architecture}"
+                                                        f"+pos_embed={mode}")
+
+
 # -- CLIP ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class PaperOpenClipSpec(OpenClipSpec):
@@ -263,16 +356,17 @@ class HubFileTimmSpec(BackboneSpec):
 CLIP_VITB16 = BACKBONES.add("clip_vitb16", PaperOpenClipSpec(
     name="clip_vitb16",
     description="CLIP ViT-B/16 (OpenAI), open_clip ViT-B-16-quickgelu/openai (Hub timm/vit_base_patch16_clip"
-                "_224.openai): image embedding (CLS, ln_post, projection), 512-d",
+                "_224.openai): image embedding (CLS, ln_post, projection), 512-d; published CLIP rows may be "
+                "ViT-B/32 (the official clip_vitb loaded B/32 until upstream add2069)",
     architecture="ViT-B-16-quickgelu",
     pretrained="openai",
     patch_size=16,
 ))
 
-DINOV2_VITB14 = BACKBONES.add("dinov2_vitb14", PaperTimmSpec(
+DINOV2_VITB14 = BACKBONES.add("dinov2_vitb14", Dinov2TimmSpec(
     name="dinov2_vitb14",
-    description="DINOv2 ViT-B/14, timm vit_base_patch14_dinov2.lvd142m at 224 px (position table resampled): "
-                "CLS after final norm, 768-d",
+    description="DINOv2 ViT-B/14, timm vit_base_patch14_dinov2.lvd142m at 224 px (37x37 position table "
+                "resampled as the official hub model does, pos_embed='official'): CLS after final norm, 768-d",
     architecture="vit_base_patch14_dinov2.lvd142m",
     patch_size=14,
 ))

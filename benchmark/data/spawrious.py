@@ -14,9 +14,15 @@ mostly in one location during training (the spurious correlation) and in another
   (3,168 per class and env; 25,344 in all);
 * test: every image of ``{env}/{test location}/{class}`` for env 0 and 1.
 
-"First" means in sorted file-name order, so the subset is the same on every file system (the project's
-own loader takes them in directory-listing order). Labels: bulldog, corgi, dachshund, labrador (0..3);
-each row also carries its ``location`` (a ClassLabel) and ``env``.
+"First" means in sorted file-name order, so the subset is the same on every file system. This departs
+from the official code (and the Spawrious project's own loader), which takes the first files in
+directory-listing order: which 3,072 (etc.) of a folder's images it trained on depends on the file
+system, so its training subset cannot be rebuilt exactly. Labels: bulldog, corgi, dachshund, labrador
+(0..3); each row also carries its ``location`` (a ClassLabel) and ``env``.
+
+The official loader also gives the training split the test transform (resize + centre crop), so the
+official full-data probe trains on fixed centre crops of Spawrious; the paper probe's
+``full_data_crop="auto"`` does the same.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Pieces both probe protocols share: input checks, head initialisation, embedding in-memory images."""
+"""Pieces both probe protocols share: input checks, head initialisation, embedding in-memory images,
+the geometry of set images (decoding, centre view) and the training crop."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..augment import CropSpec
 from ..features import backbone_device
 from ..types import Backbone, FeatureSource, LabeledImages, Preprocess, ProbeProtocol, SyntheticSet
 
@@ -76,9 +78,25 @@ def load_test_features(ctx_features: FeatureSource, backbone: Backbone, test: La
     return feats
 
 
-
 def set_image_preprocess(backbone: Backbone) -> Preprocess:
     """How a probe decodes a real-image set's rows before augmenting them: short side to
     round(size * 256 / 224), centre crop of that side (256 for a 224 backbone), like synthetic images."""
     side = round(backbone.input_size * 256 / 224)
     return Preprocess(side, side, backbone.identity.interpolation)
+
+
+def center_view(images: Tensor, input_size: int) -> Tensor:
+    """The test split's geometry on in-memory images: a centre crop of the fraction
+    input/round(input*256/224) of their side (224 of 256 for a 224 backbone; the backbone resizes
+    whatever else comes out)."""
+    side = images.shape[-1]
+    crop = round(side * input_size / round(input_size * 256 / 224))
+    top, left = (images.shape[-2] - crop) // 2, (side - crop) // 2
+    return images[..., top:top + crop, left:left + crop] if 0 < crop < side else images
+
+
+def training_crop(min_scale: float, fit: bool) -> CropSpec:
+    """The probes' training augmentation: flip + random resized crop of area ``min_scale``-1, ratio
+    3/4-4/3. ``fit=False`` is the official op (a crop may overhang the image and see zero padding,
+    about 14 % of draws at area 0.08-1); ``fit=True`` keeps every crop inside the image."""
+    return CropSpec(scale=(float(min_scale), 1.0), fit=bool(fit))

@@ -4,7 +4,8 @@ Why: with few classes the paper's rule gives a tiny learning rate (METHOD.md, "P
 small suites use this probe. Features, embedded once per set: with ``train_views`` 0, one centre view
 per image (real-image sets through the feature cache, synthetic images like the test split); with
 ``train_views`` V > 0, V views of every image drawn with the paper probe's training augmentation (flip +
-random resized crop, area ``min_scale``-1), real rows decoded like the paper probe's. Sets of more than
+random resized crop, area ``min_scale``-1; crops may overhang the image as in the official op unless
+``crop_fit``), real rows decoded like the paper probe's. Sets of more than
 ``views_max_rows`` images (the full-data reference) keep the cached centre views.
 
 Selection, never on test: a fixed, seeded, class-balanced subset V of the TRAINING split (``val_per_class``
@@ -33,10 +34,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..augment import flip_random_resized_crop
 from ..registries import PROBES
 from ..types import Backbone, LabeledImages, ProbeResult, RunContext, SyntheticSet
-from .augment import flip_random_resized_crop
-from .common import ProbeBase, check_inputs, embed_images, init_head, load_test_features, set_image_preprocess
+from .common import (
+    ProbeBase,
+    center_view,
+    check_inputs,
+    embed_images,
+    init_head,
+    load_test_features,
+    set_image_preprocess,
+    training_crop,
+)
 from .metrics import score_logits
 
 log = logging.getLogger(__name__)
@@ -58,6 +68,7 @@ class FastOptions:
     # features of the training views cached instead of recomputed every epoch
     train_views: int = 0
     min_scale: float = 0.08
+    crop_fit: bool = False  # False: the official crop (may overhang, zero padding); True: crops fit
     views_max_rows: int = 1000  # larger sets keep one cached centre view per image
     view_seed: int = 0
 
@@ -190,14 +201,6 @@ class _Prepared:
     num_classes: int
 
 
-def center_view(images: Tensor, input_size: int) -> Tensor:
-    """The test split's geometry on in-memory images: centre crop a fraction input/round(input*256/224)."""
-    side = images.shape[-1]
-    crop = round(side * input_size / round(input_size * 256 / 224))
-    top, left = (images.shape[-2] - crop) // 2, (side - crop) // 2
-    return images[..., top:top + crop, left:left + crop] if 0 < crop < side else images
-
-
 @PROBES.register("fast")
 class FastProbe(ProbeBase):
     """Linear head on cached features; learning rate chosen on a validation split of train, never test."""
@@ -256,7 +259,7 @@ class FastProbe(ProbeBase):
         images = synset.images.detach() if rows is None else train.load(rows, set_image_preprocess(backbone))
         generator = torch.Generator().manual_seed(o.view_seed)
         views = flip_random_resized_crop(images.float().repeat(o.train_views, 1, 1, 1), backbone.input_size,
-                                         generator, scale=(o.min_scale, 1.0))
+                                         generator, training_crop(o.min_scale, o.crop_fit))
         return embed_images(ctx.features, backbone, views)
 
     def prepare(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages, backbone: Backbone,

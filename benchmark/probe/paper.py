@@ -1,19 +1,23 @@
-"""``paper``: the paper's evaluation protocol (METHOD.md section 2), exactly.
+"""``paper``: the paper's evaluation protocol (METHOD.md section 2), as the official code runs it.
 
 A new linear head (weight ~ N(0, 0.01^2), bias 0) on the frozen evaluating backbone, trained on the set's
-images with flip + random resized crop to the backbone's input size (scale 0.08-1, ratio 3/4-4/3, no
-noise); the backbone runs inside the loop. Adam with lr = base_lr * batch / 256, batch = min(100, N),
-no weight decay, cosine schedule to 0 over the epochs (stepped per epoch), fp16 autocast with a gradient
-scaler on CUDA (fp32 on CPU). Top-1 / top-5 on the cached centre-crop test features after the last epoch:
-nothing is selected on test. The full-data reference (``synset.metadata["full_data"]`` or
-``full_data=True``) uses 100 epochs, batch 128, lr 5e-4.
+images with flip + random resized crop to the backbone's input size (area 0.08-1, ratio 3/4-4/3, no
+noise; the shared op of ``benchmark.augment``, whose crops may overhang the image and see zero padding
+as the official op's do, unless ``crop_fit``); the backbone runs inside the loop. Adam with
+lr = base_lr * batch / lr_gpu_divisor / 256 (the official code divides by its GPU count; one GPU
+here), batch = min(100, N), shuffled every epoch, last batch kept, no weight decay, cosine schedule to
+0 over the epochs (stepped per epoch), fp16 autocast with a gradient scaler on CUDA (fp32 on CPU).
+Top-1 / top-5 on the cached centre-crop test features (fp32) after the last epoch: nothing is selected
+on test. The full-data reference (``synset.metadata["full_data"]`` or ``full_data=True``) uses 100
+epochs, batch 128, lr 5e-4, and a new random 256 crop of every training image each epoch
+(``full_data_crop``; the official train loader's ``RandomCrop``) before the flip + crop.
 
-Determinism: head init, shuffling and augmentation draw from one CPU ``torch.Generator`` seeded with the
-probe seed, so a seed gives the same numbers on every CPU run.
+Determinism: head init, shuffling, the full-data crops and augmentation draw from one CPU
+``torch.Generator`` seeded with the probe seed, so a seed gives the same numbers on every CPU run.
 
 Real-image sets (``synset.indices`` without images) are decoded with a resize of the short side to
-round(size*256/224) and a centre crop of the same size (256 for a 224 backbone), then augmented like
-synthetic images.
+round(size*256/224) (the backbone's interpolation, bilinear by default) and a centre crop of the same
+size (256 for a 224 backbone), then augmented like synthetic images.
 """
 
 from __future__ import annotations
@@ -28,17 +32,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..augment import flip_random_resized_crop
 from ..features import backbone_device
 from ..registries import PROBES
 from ..types import Backbone, LabeledImages, Preprocess, ProbeResult, RunContext, SyntheticSet
-from .augment import flip_random_resized_crop
-from .common import ProbeBase, check_inputs, init_head, load_test_features, set_image_preprocess
+from .common import ProbeBase, check_inputs, init_head, load_test_features, set_image_preprocess, training_crop
 from .metrics import score_logits
 
+FULL_DATA_CROPS = ("auto", "random", "center")
+# Datasets whose official loader gives its training split the test transform (Resize + CenterCrop):
+# there the official full-data probe sees a fixed centre crop, not a random one.
+CENTER_CROPPED_TRAIN = ("spawrious",)
 
-def paper_learning_rate(n: int, base_lr: float = 1e-3, batch_cap: int = 100) -> float:
-    """The linear-scaling rule: ``base_lr * min(batch_cap, n) / 256`` (10 images: 3.9e-5)."""
-    return base_lr * min(batch_cap, n) / 256.0
+
+def paper_learning_rate(n: int, base_lr: float = 1e-3, batch_cap: int = 100, gpu_divisor: int = 1) -> float:
+    """The linear-scaling rule: ``base_lr * min(batch_cap, n) / gpu_divisor / 256`` (10 images on one
+    GPU: 3.9e-5). The official code divides by its GPU count; we assume one GPU."""
+    return base_lr * min(batch_cap, n) / gpu_divisor / 256.0
+
+
+def full_data_crop_mode(option: str, dataset: str) -> str:
+    """``"random"`` or ``"center"``: the crop the full-data probe takes of each 256-side image.
+    ``"auto"`` follows the official loaders: random, except for the datasets in
+    :data:`CENTER_CROPPED_TRAIN`."""
+    if option not in FULL_DATA_CROPS:
+        raise ValueError(f"full_data_crop must be one of {FULL_DATA_CROPS}, not {option!r}")
+    if option != "auto":
+        return option
+    return "center" if dataset.lower().startswith(CENTER_CROPPED_TRAIN) else "random"
 
 
 @dataclass
@@ -49,15 +70,28 @@ class PaperOptions:
     weight_decay: float = 0.0
     init_std: float = 0.01
     min_scale: float = 0.08  # random resized crop area fraction in [min_scale, 1]
+    crop_fit: bool = False  # False: the official crop (may overhang: zero padding); True: crops fit
     amp: bool = True  # fp16 autocast + grad scaler, on CUDA only
     lr_scale: float = 1.0  # multiplies the learning rate (1.0 = the paper; see METHOD.md "Pitfall")
+    lr_gpu_divisor: int = 1  # the official lr is divided by its GPU count; 1 = one GPU
     full_data: bool | None = None  # None: from synset.metadata["full_data"]
     full_data_epochs: int = 100
     full_data_batch: int = 128
-    full_data_lr: float = 5e-4  # absolute (= base_lr * 128 / 256)
+    full_data_lr: float = 5e-4  # absolute (= base_lr * 128 / 256; the official one for any GPU count)
+    # full data: "random" 256 crop of each image every epoch (the official train loader), "center" (a
+    # fixed centre crop, this project's earlier choice), "auto": random except where the official
+    # loader centre-crops its train split (Spawrious)
+    full_data_crop: str = "auto"
     preload_max_bytes: int = 1 << 30  # real images are decoded once when they fit, else per batch
     num_workers: int = 0  # decoding workers when real images are decoded per batch
     eval_batch_size: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.full_data_crop not in FULL_DATA_CROPS:
+            raise ValueError(f"paper probe: full_data_crop must be one of {FULL_DATA_CROPS}, "
+                             f"not {self.full_data_crop!r}")
+        if int(self.lr_gpu_divisor) < 1:
+            raise ValueError("paper probe: lr_gpu_divisor must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -73,20 +107,41 @@ class Schedule:
         return math.ceil(self.n / self.batch_size) if self.batch_size else 0
 
 
+def random_crop(image: Tensor, side: int, u: Tensor) -> Tensor:
+    """The ``side`` x ``side`` crop of one C x H x W image at the position that two uniforms in [0, 1)
+    pick: each offset uniform over 0..(H or W) - side, as torchvision's ``RandomCrop`` draws it."""
+    h, w = image.shape[-2:]
+    top = min(int(float(u[0]) * (h - side + 1)), h - side)
+    left = min(int(float(u[1]) * (w - side + 1)), w - side)
+    return image[..., top:top + side, left:left + side]
+
+
 class _Images:
-    """Where training batches come from: an in-memory tensor or real images decoded per batch."""
+    """Where training batches come from: an in-memory tensor or real images decoded per batch.
+
+    Real rows are decoded as ``preprocess`` says (short side ``resize``, centre crop ``crop``), or, with
+    ``random_crop``, only resized (short side ``resize``) and cropped to ``crop`` at the offsets the
+    caller draws for each batch (:meth:`batches`' ``crops``).
+    """
 
     def __init__(self, images: Tensor | None = None, train: LabeledImages | None = None,
                  rows: Tensor | None = None, preprocess: Preprocess | None = None, num_workers: int = 0,
-                 device: torch.device | None = None, preload_max_bytes: int = 1 << 30) -> None:
+                 device: torch.device | None = None, preload_max_bytes: int = 1 << 30,
+                 random_crop: bool = False) -> None:
         self.device = device or torch.device("cpu")
         self.train, self.rows, self.preprocess, self.num_workers = train, rows, preprocess, num_workers
+        self.random_crop = random_crop
         self.tensor: Tensor | None = None
+        self.resized: list[Tensor] | None = None  # random_crop: decoded once, uncropped (uint8, CPU)
         if images is not None:
             nbytes = images.numel() * images.element_size()
             self.tensor = images.to(self.device) if nbytes <= preload_max_bytes else images
         else:
             assert train is not None and rows is not None and preprocess is not None
+            if random_crop:
+                if self._resized_bytes() <= preload_max_bytes:
+                    self.resized = [self._decode_resized(int(r)) for r in rows]
+                return
             nbytes = len(rows) * 3 * preprocess.crop ** 2  # decoded as uint8
             if nbytes <= preload_max_bytes:
                 self.tensor = self._decode(rows).to(self.device)
@@ -95,9 +150,47 @@ class _Images:
         assert self.train is not None and self.preprocess is not None
         return (self.train.load(rows, self.preprocess) * 255).round_().to(torch.uint8)
 
-    def batches(self, order: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """(images as float in [0, 1] on the device, positions in the set) for each batch of ``order``."""
+    def _decode_resized(self, row: int) -> Tensor:
+        """One row, short side resized to ``preprocess.resize``, not cropped: 3 x H x W uint8."""
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        assert self.train is not None and self.preprocess is not None
+        image = self.train.dataset[int(row)][self.train.image_column].convert("RGB")
+        image = TF.resize(image, self.preprocess.resize, interpolation=InterpolationMode(self.preprocess.interpolation),
+                          antialias=True)
+        return TF.pil_to_tensor(image)
+
+    def _resized_bytes(self) -> int:
+        """uint8 bytes of every row resized, assuming the first row's aspect ratio for all."""
+        assert self.train is not None and self.rows is not None and self.preprocess is not None
+        if len(self.rows) == 0:
+            return 0
+        w, h = self.train.dataset[int(self.rows[0])][self.train.image_column].size
+        side = self.preprocess.resize
+        return len(self.rows) * 3 * side * round(side * max(w, h) / max(min(w, h), 1))
+
+    def batches(self, order: Tensor, batch_size: int,
+                crops: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """(images as float in [0, 1] on the device, positions in the set) for each batch of ``order``.
+
+        ``crops`` (N x 2 uniforms, one row per position of the set) places the random crops of a
+        ``random_crop`` source; other sources ignore it."""
         chunks = list(order.split(batch_size))
+        if self.random_crop:
+            assert crops is not None and self.preprocess is not None
+            side = self.preprocess.crop
+            if self.resized is not None:
+                for pos in chunks:
+                    yield self._cropped([self.resized[int(p)] for p in pos], pos, crops, side), pos
+                return
+            from torch.utils.data import DataLoader
+
+            loader = DataLoader(_ResizedRowDataset(self), batch_sampler=[c.tolist() for c in chunks],
+                                num_workers=self.num_workers, collate_fn=list)
+            for pos, images in zip(chunks, loader, strict=True):
+                yield self._cropped(images, pos, crops, side), pos
+            return
         if self.tensor is not None:
             for pos in chunks:
                 yield self._as_float(self.tensor[pos.to(self.tensor.device)]), pos
@@ -111,6 +204,10 @@ class _Images:
                 yield self._as_float(x), pos
             return
         raise AssertionError("unreachable")
+
+    def _cropped(self, images: list[Tensor], pos: Tensor, crops: Tensor, side: int) -> Tensor:
+        return self._as_float(torch.stack([random_crop(im, side, crops[int(p)])
+                                           for im, p in zip(images, pos, strict=True)]))
 
     def _as_float(self, x: Tensor) -> Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -130,6 +227,12 @@ class _RowDataset(torch.utils.data.Dataset):
         return self.images._decode(self.images.rows[pos:pos + 1])[0]
 
 
+class _ResizedRowDataset(_RowDataset):
+    def __getitem__(self, pos: int) -> Tensor:
+        assert self.images.rows is not None
+        return self.images._decode_resized(int(self.images.rows[pos]))
+
+
 @PROBES.register("paper")
 class PaperProbe(ProbeBase):
     """The paper's protocol: augmented images through the frozen backbone, lr = 1e-3 * min(100, N) / 256."""
@@ -143,7 +246,7 @@ class PaperProbe(ProbeBase):
         o: PaperOptions = self.options
         if full_data:
             return Schedule(o.full_data_epochs, min(o.full_data_batch, n), o.full_data_lr * o.lr_scale, True, n)
-        lr = paper_learning_rate(n, o.base_lr, o.batch_cap) * o.lr_scale
+        lr = paper_learning_rate(n, o.base_lr, o.batch_cap, int(o.lr_gpu_divisor)) * o.lr_scale
         return Schedule(o.epochs, min(o.batch_cap, n), lr, False, n)
 
     def is_full_data(self, synset: SyntheticSet) -> bool:
@@ -151,12 +254,23 @@ class PaperProbe(ProbeBase):
             return bool(self.options.full_data)
         return bool(synset.metadata.get("full_data", False))
 
+    def train_crop(self, synset: SyntheticSet, train: LabeledImages) -> str | None:
+        """How the set's real rows are cropped to 256 before augmenting: ``"random"`` (per epoch) or
+        ``"center"``; None for in-memory images (used as they are)."""
+        if synset.images is not None:
+            return None
+        if self.is_full_data(synset):
+            return full_data_crop_mode(self.options.full_data_crop, train.name)
+        return "center"  # the official baselines decode their picks with a centre crop
+
     def evaluate(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages,
                  backbone: Backbone, seeds: Sequence[int], ctx: RunContext) -> list[ProbeResult]:
         num_classes = check_inputs(synset, train, test)
         device = backbone_device(backbone)
         o: PaperOptions = self.options
-        images = self._memoized((synset, train, backbone), lambda: self._images(synset, train, backbone, device))
+        crop = self.train_crop(synset, train)
+        images = self._memoized((synset, train, backbone),
+                                lambda: self._images(synset, train, backbone, device, crop == "random"))
         x_test = load_test_features(ctx.features, backbone, test)
         schedule = self.schedule(len(synset), self.is_full_data(synset))
         results = []
@@ -171,7 +285,7 @@ class PaperProbe(ProbeBase):
                 "lr": schedule.lr, "batch_size": schedule.batch_size, "epochs": schedule.epochs,
                 "steps": schedule.epochs * schedule.steps_per_epoch, "full_data": schedule.full_data,
                 "n_train": len(synset), "final_train_loss": last_loss, "train_seconds": train_seconds,
-                "amp": o.amp and device.type == "cuda",
+                "amp": o.amp and device.type == "cuda", "train_crop": crop,
             }
             if "worst_group_top1" in scores:
                 extra["worst_group_top1"] = scores["worst_group_top1"]
@@ -179,22 +293,27 @@ class PaperProbe(ProbeBase):
         return results
 
     def _images(self, synset: SyntheticSet, train: LabeledImages, backbone: Backbone,
-                device: torch.device) -> _Images:
+                device: torch.device, random_crop: bool = False) -> _Images:
         o: PaperOptions = self.options
         if synset.images is not None:
             return _Images(images=synset.images.detach(), device=device, preload_max_bytes=o.preload_max_bytes)
         preprocess = set_image_preprocess(backbone)
         assert synset.indices is not None
         return _Images(train=train, rows=torch.as_tensor(synset.indices).long(), preprocess=preprocess,
-                       num_workers=o.num_workers, device=device, preload_max_bytes=o.preload_max_bytes)
+                       num_workers=o.num_workers, device=device, preload_max_bytes=o.preload_max_bytes,
+                       random_crop=random_crop)
 
     def train_head(self, images: _Images, labels: Tensor, num_classes: int, backbone: Backbone,
                    schedule: Schedule, seed: int, device: torch.device,
                    progress: bool = False) -> tuple[Tensor, Tensor, float]:
-        """Train one head; returns (weight C x D, bias C) on the CPU and the last epoch's mean loss."""
+        """Train one head; returns (weight C x D, bias C) on the CPU and the last epoch's mean loss.
+
+        Per epoch the generator draws, in this order: the shuffle, the random 256 crops (random-crop
+        sources only, one pair of uniforms per image), then each batch's flip + random resized crop."""
         from tqdm.auto import tqdm
 
         o: PaperOptions = self.options
+        spec = training_crop(o.min_scale, o.crop_fit)
         generator = torch.Generator().manual_seed(seed)
         weight, bias = init_head(int(backbone.feature_dim), num_classes, generator, o.init_std)
         weight = weight.to(device).requires_grad_(True)
@@ -211,9 +330,10 @@ class PaperProbe(ProbeBase):
             for group in optimizer.param_groups:  # CosineAnnealingLR(T_max=epochs, eta_min=0), per epoch
                 group["lr"] = schedule.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / schedule.epochs))
             order = torch.randperm(n, generator=generator)
+            crops = torch.rand(n, 2, generator=generator) if images.random_crop else None
             total, count = torch.zeros((), device=device), 0
-            for x, pos in images.batches(order, schedule.batch_size):
-                x = flip_random_resized_crop(x, size, generator, scale=(o.min_scale, 1.0))
+            for x, pos in images.batches(order, schedule.batch_size, crops):
+                x = flip_random_resized_crop(x, size, generator, spec)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                     with torch.no_grad():
                         z = backbone(x)

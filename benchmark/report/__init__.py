@@ -5,7 +5,8 @@
 :func:`benchmark.alignment.read_alignment`) and writes, for each (suite, dataset, ipc, protocol):
 
 - ``<suite>_<dataset>_ipc<k>_<protocol>.tex`` / ``.md``: methods x evaluating backbones, same-model
-  accuracy as mean ± std over seeds, best per column in bold (full_data is the unbolded reference);
+  accuracy as mean ± sample std (ddof 1) over seeds, best per column in bold (full_data is the
+  unbolded reference);
 - ``<suite>_<dataset>_ipc<k>_<protocol>_<method>_transfer.tex`` / ``.md`` for every method with
   cross-model cells: distilling x evaluating backbone, and its heatmap ``..._transfer_heatmap.png``;
 - ``<suite>_<dataset>_ipc<k>_<protocol>.png`` / ``.pdf``: grouped bar chart with std error bars;
@@ -24,9 +25,11 @@ for datasets with an alignment table:
   distilled with A and probed with B, the Spearman rank correlation in the title and in the summary;
 
 plus ``<dataset>_<method>_<distill_backbone>_ipc<k>_seed<s>_grid.png`` for every artifact with a
-``grid.png``, ``aggregated.csv`` (mean, std, n, 95% t-interval half-width per group), ``tables.tex``
-(a standalone LaTeX document with every table; ``pdflatex tables.tex``) and ``summary.md``. Failed
-rows never enter a mean; they are listed in the summary.
+``grid.png``, ``aggregated.csv`` (mean, std (ddof 1), std_pop (ddof 0), n, 95% t-interval half-width
+per group), ``tables.tex`` (a standalone LaTeX document with every table; ``pdflatex tables.tex``) and
+``summary.md``. Failed rows never enter a mean; they are listed in the summary. The ± beside the
+paper's numbers is the population std (ddof 0), as the official code prints it; elsewhere it is the
+sample std (ddof 1).
 
 The building blocks are public for other layouts: :func:`aggregate`, :func:`build_grid`,
 :func:`render_latex`, :func:`render_markdown`, :func:`attach_paper`, :class:`PaperNumbers`.
@@ -184,9 +187,9 @@ def _summary(root: Path, tot: dict, sections: list[_Section], grids: list[Path],
         f"- cells: {tot['cells']} ({len(failed)} failed)",
         f"- wall time: {_fmt_seconds(tot['wall_seconds'])} = distill {_fmt_seconds(tot['distill_seconds'])}"
         f" (once per artifact) + eval {_fmt_seconds(tot['eval_seconds'])}",
-        "- cells show top-1 accuracy (%), mean ± std over seeds (the mean alone for one seed); best per "
-        f"column in bold, `{REFERENCE_METHOD}` excluded (it is the reference). Means, std, n and 95% "
-        "t-interval half-widths: [aggregated.csv](aggregated.csv).",
+        "- cells show top-1 accuracy (%), mean ± sample std (ddof 1) over seeds (the mean alone for one "
+        f"seed); best per column in bold, `{REFERENCE_METHOD}` excluded (it is the reference). Means, std "
+        "(ddof 1), std_pop (ddof 0), n and 95% t-interval half-widths: [aggregated.csv](aggregated.csv).",
         "",
     ]
     for sec in sections:
@@ -235,8 +238,8 @@ def _extra_summary(extras: _Extras) -> list[str]:
         source = f"`{extras.paper_source}` ({extras.paper_rows} rows)" if extras.paper_source else "none found"
         lines += ["## Beside the paper", "",
                   f"Published numbers: {source}. All suites pooled; each of our cells shows top-1 (%) as "
-                  "mean ± std over seeds, `paper` the published number, `Δ` = ours − paper; — where either "
-                  "is missing.", ""]
+                  "mean ± population std (ddof 0, as the official code reports it) over seeds, `paper` the "
+                  "published number, `Δ` = ours − paper; — where either is missing.", ""]
         for t in extras.paper:
             lines += [f"### {t.title}", "", f"[LaTeX]({t.stem}.tex) · [Markdown]({t.stem}.md)", "",
                       render_markdown(t.grid).rstrip("\n"), ""]
@@ -339,7 +342,7 @@ def build_report(results: Path, out: Path, *, pdf: bool = True, paper: Path | No
         grid = same_model_grid(rows, title=title)
         suite, dataset, ipc, protocol = (latex_escape(str(k)) for k in key)
         caption = (f"Top-1 accuracy (\\%) on {dataset}, {ipc} image(s) per class, protocol {protocol} "
-                   f"(suite {suite}); mean $\\pm$ std over seeds.")
+                   f"(suite {suite}); mean $\\pm$ sample std (ddof 1) over seeds.")
         written.append(_write_text(out / f"{stem}.tex",
                                    render_latex(grid, caption=caption, label=f"tab:{stem}")))
         written.append(_write_text(out / f"{stem}.md", render_markdown(grid)))

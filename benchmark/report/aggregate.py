@@ -102,16 +102,18 @@ def ok_rows(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def aggregate(results: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    """One row per :data:`GROUP_KEYS` group of ok rows: ``mean``, ``std`` (ddof=1; NaN for a single
-    seed), ``n`` (rows, i.e. seeds), ``ci95`` (half-width of the 95% t-interval; NaN for n < 2).
-    Sorted by the keys (methods in canonical order)."""
+    """One row per :data:`GROUP_KEYS` group of ok rows: ``mean``, ``std`` (sample std, ddof=1; NaN for
+    a single seed), ``std_pop`` (population std, ddof=0, what the official code prints: ``np.std``),
+    ``n`` (rows, i.e. seeds), ``ci95`` (half-width of the 95% t-interval; NaN for n < 2). Sorted by the
+    keys (methods in canonical order)."""
     frame = ok_rows(results)
     frame = frame[frame[metric].notna()]
-    columns = [*GROUP_KEYS, "mean", "std", "n", "ci95"]
+    columns = [*GROUP_KEYS, "mean", "std", "std_pop", "n", "ci95"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     grouped = frame.groupby(GROUP_KEYS, sort=False)[metric]
-    agg = grouped.agg(mean="mean", std=lambda s: s.std(ddof=1), n="count").reset_index()
+    agg = grouped.agg(mean="mean", std=lambda s: s.std(ddof=1), std_pop=lambda s: s.std(ddof=0),
+                      n="count").reset_index()
     agg["n"] = agg["n"].astype(int)
     agg["ci95"] = [
         t_quantile_975(n - 1) * s / math.sqrt(n) if n >= 2 and not np.isnan(s) else float("nan")

@@ -25,7 +25,9 @@ counts once, its latest row.
 - Table 3 (ImageNet-100): LGM and its ablations: same-model accuracy per backbone, its average, and
   the average cross-model accuracy.
 
-Every cell shows ours (mean ± std over seeds), the published value and ours - paper.
+Every cell shows ours (mean ± std over seeds), the published value and ours - paper. The ± beside the
+published numbers is the population std (ddof=0), as the official code prints it (``np.std``); the
+report's other tables show the sample std (ddof=1); ``aggregated.csv`` has both (``std``, ``std_pop``).
 """
 
 from __future__ import annotations
@@ -240,8 +242,15 @@ def pooled_rows(results: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(suite="*").reset_index(drop=True)
 
 
-def pooled_aggregate(results: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    return aggregate(pooled_rows(results), metric=metric)
+def pooled_aggregate(results: pd.DataFrame, metric: str = "top1", ddof: int = 0) -> pd.DataFrame:
+    """The pooled rows aggregated; ``std`` is the population std (``ddof=0``, the official code's
+    ``np.std``, comparable with the published ±) unless ``ddof=1``."""
+    agg = aggregate(pooled_rows(results), metric=metric)
+    if ddof == 0:
+        agg["std"] = agg["std_pop"]
+    elif ddof != 1:
+        raise ValueError(f"ddof must be 0 or 1, not {ddof}")
+    return agg
 
 
 # ----------------------------------------------------------------------------------------- layouts
@@ -276,8 +285,9 @@ def _where(dataset: str, ipc: int, protocol: str, latex: bool) -> str:
     return f"{name}, {ipc} image(s) per class, protocol {proto}"
 
 
-_COMPARE_NOTE = ("ours: mean $\\pm$ std over seeds (best in bold); paper: the published number; "
-                 "$\\Delta$ = ours $-$ paper; -- where a value is missing.")
+SPREAD_NOTE = "population std (ddof 0, as the official code reports it)"
+_COMPARE_NOTE = (f"ours: mean $\\pm$ {SPREAD_NOTE} over seeds (best in bold); paper: the published "
+                 "number; $\\Delta$ = ours $-$ paper; -- where a value is missing.")
 
 
 def same_model_table(rows: pd.DataFrame, paper: PaperNumbers, table: str, dataset: str, ipc: int,
@@ -311,7 +321,7 @@ def worst_group_table(rows: pd.DataFrame, table: str, dataset: str, ipc: int, pr
     grid = build_grid(same, "method", "eval_backbone", row_order=order_methods(same["method"]),
                       exclude_from_best=(REFERENCE_METHOD,), corner="Method", title=title)
     caption = (f"Table {table} layout, worst-group top-1 accuracy (\\%) on "
-               f"{_where(dataset, ipc, protocol, latex=True)}; mean $\\pm$ std over seeds, best in bold "
+               f"{_where(dataset, ipc, protocol, latex=True)}; mean $\\pm$ {SPREAD_NOTE} over seeds, best in bold "
                "(the published numbers list average accuracy only).")
     return PaperTable(table, dataset, ipc, protocol, _stem(table, dataset, ipc, protocol, "_worst"), title,
                       caption, grid)
