@@ -1,7 +1,8 @@
 """Synthetic sets stored once per (dataset, method config, distilling backbone, ipc, method seed).
 
 Layout: ``<root>/<dataset>/<method>/<backbone>/ipc<k>_seed<s>_<key12>/`` holding ``set.safetensors``
-(labels, and images and/or indices), ``meta.json`` (written last: its presence marks a complete set),
+(labels, and images and/or indices), ``meta.json`` (written last: its presence marks a complete set; it
+holds the payload's sha256, checked on every load),
 and whatever the method keeps there while it works (checkpoints, ``grid.png``).
 """
 
@@ -15,12 +16,13 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from .hashing import canonical_json, stable_hash
+from .hashing import canonical_json, sha256_file, stable_hash
 from .paths import atomic_target, atomic_write_bytes
 from .types import SyntheticSet
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2  # 2: meta.json holds the payload's sha256
+PAYLOAD = "set.safetensors"
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,12 @@ class ArtifactKey:
 
 
 class ArtifactStore:
-    """Save and load synthetic sets; a missing, partial or mismatched artifact reads as absent."""
+    """Save and load synthetic sets; a missing, partial, mismatched or corrupted artifact reads as absent
+    (and is made again). ``rejected`` lists the directories whose payload failed its checksum."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.rejected: list[Path] = []
 
     def directory(self, key: ArtifactKey) -> Path:
         return self.root / key.relpath()
@@ -58,7 +62,14 @@ class ArtifactStore:
             if meta.get("key") != key.digest:
                 log.warning("artifact %s has a different key; making it again", d)
                 return None
-            tensors = load_file(d / "set.safetensors")
+            expected = meta.get("payload_sha256")
+            actual = sha256_file(d / PAYLOAD)
+            if actual != expected:
+                log.warning("artifact %s: %s does not match the sha256 in its meta.json (%s, expected %s); "
+                            "the set is made again", d, PAYLOAD, actual[:12], str(expected)[:12])
+                self.rejected.append(d)
+                return None
+            tensors = load_file(d / PAYLOAD)
         except FileNotFoundError:
             return None
         except Exception as err:  # truncated or corrupt: rebuild rather than trust it
@@ -76,10 +87,11 @@ class ArtifactStore:
             tensors["images"] = synset.images.detach().float().cpu().contiguous()
         if synset.indices is not None:
             tensors["indices"] = synset.indices.long().cpu().contiguous()
-        tmp = atomic_target(d / "set.safetensors")
+        tmp = atomic_target(d / PAYLOAD)
         save_file(tensors, tmp)
-        tmp.replace(d / "set.safetensors")
+        payload_sha256 = sha256_file(tmp)
+        tmp.replace(d / PAYLOAD)
         meta = {"key": key.digest, "format": FORMAT, "artifact": json.loads(canonical_json(key.__dict__)),
-                "cost": cost, "metadata": synset.metadata}
+                "payload_sha256": payload_sha256, "cost": cost, "metadata": synset.metadata}
         atomic_write_bytes(d / "meta.json", json.dumps(meta, indent=1, default=str).encode())
         return d

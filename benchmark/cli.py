@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .registries import BACKBONES, DATASETS, METHODS, PROBES, SUITES
 from .registry import Registry, RegistryError
@@ -18,10 +19,18 @@ LISTABLE: dict[str, Registry] = {
 }
 EXIT_FAILED_CELLS = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class UsageError(Exception):
     """Bad input from the user: printed without a traceback, exit status 2."""
+
+
+def directory_arg(text: str) -> Path:
+    """``type=`` for directory options: an empty string is an error (``Path("")`` would mean ``.``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a directory, e.g. results")
+    return Path(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,16 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
                      "for random real images)")
     run.add_argument("--protocol", help="probe protocol: paper (METHOD.md section 2) or fast "
                      "(cached features, lr chosen on a validation split of train)")
-    run.add_argument("--results", type=Path, default=Path("results"), help="results directory "
+    run.add_argument("--results", type=directory_arg, default=Path("results"), help="results directory "
                      "(default: ./results)")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--dry-run", action="store_true", help="list the cells and what they need; run nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     report = sub.add_parser("report", help="render LaTeX/Markdown tables and figures from results",
-                            description="Read the Parquet results and write tables and figures.")
-    report.add_argument("--results", type=Path, default=Path("results"), help="results directory")
-    report.add_argument("--out", type=Path, default=Path("reports"), help="output directory")
+                            description="Read the Parquet results and write tables and figures. Only "
+                                        "the cells made with the settings the suites are defined with now "
+                                        "are reported; stale ones are counted.")
+    report.add_argument("--results", type=directory_arg, default=Path("results"), help="results directory")
+    report.add_argument("--out", type=directory_arg, default=Path("reports"), help="output directory")
+    report.add_argument("--all", action="store_true", help="also report stale cells (made with settings "
+                        "no current suite definition gives them), the method labelled by config")
+    report.add_argument("--allow-broken", action="store_true", help="report even when some cell files are "
+                        "unreadable or invalid (they are left out and listed); default: exit 1")
 
     parity = sub.add_parser("parity", help="the parity suite's table: top-1 and matching loss per 100 updates",
                             description="Summarise `run --suite parity`: per LGM seed, fast-probe top-1 and "
@@ -96,19 +111,26 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import Runner, describe_plan, resolve_device
+    from .checks import output_directory, parse_device, usable_device
+    from .paths import cache_root, remove_stale_temps
+    from .runner import Runner, describe_plan
 
     suite = suite_from_args(args)
     cells = suite.cells()
     if not cells:
         raise UsageError(f"suite {suite.name!r} with these filters has no cells; loosen --methods/--backbones")
+    try:  # every user error before any work: paths and device
+        output_directory(args.results, "--results", create=not args.dry_run)
+        device = usable_device(parse_device(args.device))
+    except (ValueError, RuntimeError) as err:
+        raise UsageError(str(err)) from None
     if args.dry_run:
         print(describe_plan(suite, args.results))
         return 0
-    try:
-        device = resolve_device(args.device)
-    except (ValueError, RuntimeError) as err:
-        raise UsageError(str(err)) from None
+    for root in (args.results, cache_root()):  # temp files of runs that were killed
+        removed = remove_stale_temps(root)
+        if removed:
+            logging.getLogger(__name__).info("removed %d stale temp files under %s", len(removed), root)
     summary = Runner(suite, args.results, device=device, progress=not args.no_progress).run()
     print(f"{summary.ran} cells run, {summary.skipped} skipped (already done), {len(summary.failed)} failed; "
           f"{summary.made_sets} sets made, {summary.reused_sets} reused. Results: {args.results}")
@@ -118,18 +140,59 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .checks import output_directory
     from .report import build_report
+    from .results import scan_results
 
     if not args.results.exists():
         raise UsageError(f"no results directory {args.results}; run `python -m benchmark run` first")
     try:
-        written = build_report(args.results, args.out)
+        output_directory(args.out, "--out")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    scan = scan_results(args.results)
+    for skipped in scan.skipped:
+        print(f"warning: skipped {skipped}", file=sys.stderr)
+    if scan.broken and not args.allow_broken:
+        print(f"error: {len(scan.broken)} cell file(s) under {args.results} are unreadable or invalid (listed "
+              "above); remove or fix them and rerun `run` to remake those cells, or pass --allow-broken to "
+              "report without them", file=sys.stderr)
+        return EXIT_FAILED_CELLS
+    rows, notes = report_rows(scan.frame, args.all, args.results)
+    for note in notes:
+        print(note)
+    try:
+        written = build_report(args.results, args.out, rows=rows, notes=notes,
+                               warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     except ValueError as err:
         raise UsageError(str(err)) from None
     print(f"wrote {len(written)} files to {args.out}")
     for path in written:
         print(f"  {path}")
     return 0
+
+
+def report_rows(frame: Any, include_stale: bool, results: Path) -> tuple[Any, list[str]]:
+    """The rows ``report`` shows: those of the current suite definitions, plus the stale ones labelled
+    by config with ``--all``; and what to tell the user about the stale ones."""
+    import pandas as pd
+
+    from .report.stale import label_stale, split_stale
+
+    split = split_stale(frame, {name: SUITES.get(name) for name in SUITES.names()})
+    n = split.stale_cells
+    if not n:
+        return split.current, []
+    if include_stale:
+        note = f"included {n} stale cells (made with settings no current suite definition gives them), " \
+               "the method labelled by config: `<method> [cfg <hash>]`"
+        return pd.concat([split.current, label_stale(split.stale)], ignore_index=True), [note]
+    if split.current.empty:
+        raise UsageError(f"every cell under {results} is stale ({n} cells made with settings no current suite "
+                         "definition gives them); rerun the suites, or `report --all` to report them labelled "
+                         "by config")
+    return split.current, [f"left out {n} stale cells (made with settings no current suite definition gives "
+                           "them); `report --all` includes them, labelled by config"]
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
@@ -165,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, RegistryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # finished cells are on disk; a rerun continues from there
+        print("\ninterrupted; run the same command again to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

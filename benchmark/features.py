@@ -13,12 +13,9 @@ entry for a subset of rows is sliced from a cached entry for all rows when one e
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -31,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .hashing import canonical_json
-from .paths import features_dir
+from .paths import atomic_write_bytes, features_dir
 from .types import Backbone, LabeledImages, Preprocess
 
 log = logging.getLogger(__name__)
@@ -70,22 +67,6 @@ def _as_rows(indices: Tensor | Sequence[int] | None, n: int) -> Tensor:
     if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= n):
         raise IndexError(f"feature cache: row indices out of range for a split of {n} rows")
     return rows
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a unique temp file beside ``path``, fsync, rename; the temp file never survives."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
@@ -283,8 +264,8 @@ class FeatureCache:
             "torch": torch.__version__,
         }
         try:
-            _atomic_write(feat_path, blob)
-            _atomic_write(manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            atomic_write_bytes(feat_path, blob)
+            atomic_write_bytes(manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
         except OSError as err:
             log.warning("feature cache: could not write %s (%s); features are used but not cached",
                         feat_path, err)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from pathlib import Path
 
 
 def cache_root() -> Path:
-    """Per-user cache (features, converted weights, artifacts); ``LGM_BENCH_CACHE`` overrides it."""
+    """Per-user cache (features, converted weights); ``LGM_BENCH_CACHE`` overrides it. Synthetic sets
+    live with the results (``<results>/artifacts``)."""
     env = os.environ.get("LGM_BENCH_CACHE")
     if env:
         return Path(env).expanduser()
@@ -25,22 +28,69 @@ def features_dir() -> Path:
     return cache_root() / "features"
 
 
-def artifacts_dir() -> Path:
-    return cache_root() / "artifacts"
+TEMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(path: Path) -> str:
+    # the owner's pid in the name lets a later run tell an orphan (its writer died) from a live write
+    return f".{path.name}.{os.getpid()}."
+
+
+def make_temp(path: Path) -> Path:
+    """A fresh, exclusively created temp file beside ``path`` (``mkstemp``: unpredictable, never
+    through an existing file or link); ``os.replace`` it onto ``path`` when done."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX + path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file beside ``path`` and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = make_temp(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_target(path: Path) -> Path:
     """A temp path beside ``path`` for writers that need a filename; ``os.replace`` it when done."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    return make_temp(path)
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[^.]+" + re.escape(TEMP_SUFFIX) + r"(\.\w+)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(root: Path) -> list[Path]:
+    """Delete the temp files under ``root`` whose writer is no longer running (a killed run leaves
+    them); temps of live processes (another runner on the same directory) are left alone."""
+    removed: list[Path] = []
+    root = Path(root)
+    if not root.is_dir():
+        return removed
+    for path in root.rglob(f".*{TEMP_SUFFIX}*"):
+        match = _TEMP_NAME.match(path.name)
+        if match is None or not path.is_file() or path.is_symlink():
+            continue
+        if not _pid_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -21,34 +21,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..hashing import sha256_file  # noqa: F401 - the adapters import it from here
 from ..types import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneIdentity
 
 NORMALIZATIONS = ("imagenet", "native")
 # How real images are resized before the centre crop. "bilinear" is torchvision's Resize default, which
 # the official code uses for every backbone; "bicubic" was this project's earlier choice (timm's configs).
 INTERPOLATIONS = ("bilinear", "bicubic")
-
-# Hashing a large file takes a while; remember digests of files we already read in this process.
-_MEMO_MIN_BYTES = 16 << 20
-_sha_memo: dict[tuple[str, int, int, int, int], str] = {}
-
-
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (large files are memoised on path, size, inode and mtime)."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-    if key in _sha_memo:
-        return _sha_memo[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(chunk_size), b""):
-            digest.update(chunk)
-    hexdigest = digest.hexdigest()
-    if st.st_size >= _MEMO_MIN_BYTES:
-        _sha_memo[key] = hexdigest
-    return hexdigest
-
 
 def sha256_state_dict(state_dict: dict[str, Tensor]) -> str:
     """Deterministic hex sha256 of tensors: sorted names, dtype, shape and raw bytes of each.
