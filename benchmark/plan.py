@@ -31,11 +31,23 @@ def dataset_need(name: str) -> str:
     spec = DATASETS.get(name)
     source = getattr(spec, "source", None)
     hub = getattr(source, "hub_id", None)
+    note = _revision_note(spec)
     if hub is None:
+        if note:  # read through another entry from the Hub (ImageNet-100 out of ImageNet-1k)
+            return f"dataset {name}: {source.describe()} ({note})"
         kind = getattr(source, "kind", type(source).__name__)
         return f"dataset {name}: {kind} (no download)"
     gated = " (gated: accept the terms on the Hub and log in)" if getattr(source, "gated", False) else ""
-    return f"dataset {name}: Hub {hub}{gated}"
+    return f"dataset {name}: Hub {hub}" + (f", {note}" if note else "") + gated
+
+
+def _revision_note(spec: Any) -> str:
+    """The entry's "revision <sha>", "revision not pinned" (its rows may change under the same name), or ""."""
+    try:
+        note = getattr(spec, "revision_note", "")
+    except Exception:  # e.g. a bad LGM_BENCH_DATA_<NAME>: the run reports it; a dry run goes on
+        return ""
+    return note if isinstance(note, str) else ""
 
 
 def backbone_need(name: str) -> str:

@@ -59,6 +59,9 @@ class LabeledImages:
     image_column: str = "image"
     label_column: str = "label"
     group_column: str | None = None  # e.g. Waterbirds' place, for worst-group accuracy
+    revision: str | None = None  # the Hub revision the rows were read at; None: not pinned, or local files
+    realigned_from: tuple[str, ...] | None = None  # the split's own class order, when its labels were
+    # realigned to the train split's order by name (else None)
     _labels: Tensor | None = field(default=None, repr=False)
 
     def __len__(self) -> int:

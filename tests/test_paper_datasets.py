@@ -189,12 +189,13 @@ def fake_imagenet1k(tmp_path_factory) -> tuple[Path, dict[str, list[int]]]:
 def test_imagenet100_filters_imagenet1k_in_cmc_order(fake_imagenet1k, monkeypatch):
     root, labels = fake_imagenet1k
     spec = DATASETS.get("imagenet100_in1k")
-    train = spec.with_local(root).load("train")
+    # the fixture holds a few of the classes: a benchmark run refuses it, inspecting it is fine
+    train = spec.with_local(root).load("train", allow_missing_classes=True)
     # kept: 452 -> 0, 64 -> 1, 169 -> 99, 452 -> 0, 374 -> 2, 236 -> 3 (in row order); 3, 999, 0, 500 dropped
     assert train.labels.tolist() == [0, 1, 99, 0, 2, 3]
     assert train.num_classes == 100 and train.class_names[:4] == ["n0452", "n0064", "n0374", "n0236"]
     assert train.class_names[99] == "n0169" and train.class_names[26] == "n0015"
-    full = DATASETS.get("imagenet1k").with_local(root).load("train")
+    full = DATASETS.get("imagenet1k").with_local(root).load("train", allow_missing_classes=True)
     kept = [0, 2, 4, 5, 7, 8]
     assert full.labels[kept].tolist() == [452, 64, 169, 452, 374, 236]
 

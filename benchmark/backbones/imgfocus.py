@@ -13,7 +13,9 @@ DINOv2-architecture ViT-S/14, not DINOv2.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -165,11 +167,32 @@ def _cached_ok(path: Path, onnx_sha: str) -> str | None:
         return None
 
 
-def extract_cached(onnx_path: str | Path, source: str = "") -> tuple[Path, str, str]:
+def require_writable(directory: Path, owner: str) -> None:
+    """Fail before the extraction (seconds of work) when its result cannot be written, with the fix.
+
+    We chose a clear error over a temporary directory: a fallback would extract the weights again in
+    every process and hide that every other cache (features, artifacts) under the same root fails too.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise PermissionError(
+            f"{owner} extracts its weights into {directory}, which is not writable ({reason}); set "
+            f"LGM_BENCH_CACHE to a writable directory (or make {directory} writable)"
+        ) from None
+
+
+def extract_cached(onnx_path: str | Path, source: str = "",
+                   owner: str = "backbone 'vit_s14_imgfocus'") -> tuple[Path, str, str]:
     """Extract once and cache: (safetensors path, its sha256, the ONNX file's sha256).
 
     A missing, truncated or altered cache file (checked against the sha256 in its JSON sidecar) is
-    extracted again. Writes are atomic.
+    extracted again. Writes are atomic. A valid cached file is read even from a read-only cache; one
+    that must be written to a cache that cannot take it is a ``PermissionError`` naming ``LGM_BENCH_CACHE``.
     """
     from ..paths import atomic_write_bytes
     from .spec import save_state_dict_file
@@ -179,6 +202,7 @@ def extract_cached(onnx_path: str | Path, source: str = "") -> tuple[Path, str, 
     path = _cache_path(onnx_sha)
     sha = _cached_ok(path, onnx_sha)
     if sha is None:
+        require_writable(path.parent, owner)
         sd = extract_vit_from_onnx(onnx_path)
         # only content-derived metadata in the file, so its sha256 depends on the ONNX bytes alone
         meta = {"onnx_sha256": onnx_sha, "extractor_version": EXTRACTOR_VERSION,
@@ -226,7 +250,7 @@ class ImgFocusViTSpec(BackboneSpec):
                 origin = f"{IMGFOCUS_PACKAGE}=={metadata.version(IMGFOCUS_PACKAGE)}:{IMGFOCUS_FILE}"
             else:
                 onnx_path, origin = weights, f"file:{weights.name}"
-            path, sha, onnx_sha = extract_cached(onnx_path, origin)
+            path, sha, onnx_sha = extract_cached(onnx_path, origin, owner=f"backbone {self.name!r}")
             weight_id = (f"{origin} (onnx sha256={onnx_sha}); ViT-S/14 backbone extracted to timm "
                          f"safetensors (extractor v{EXTRACTOR_VERSION})")
         else:

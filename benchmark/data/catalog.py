@@ -27,7 +27,7 @@ DATASETS.add("smoke_tiny", DatasetSpec(
 DATASETS.add("fashion_mnist", DatasetSpec(
     name="fashion_mnist",
     description="Fashion-MNIST from the Hub (zalando-datasets/fashion_mnist): 60k train / 10k test, 10 classes.",
-    source=HubSource("zalando-datasets/fashion_mnist"),
+    source=HubSource("zalando-datasets/fashion_mnist"),  # revision not pinned: see UNPINNED in paper.py
 ))
 
 # -- the paper's datasets: one row each in benchmark/data/paper.py -------------------------------------

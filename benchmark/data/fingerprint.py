@@ -3,7 +3,9 @@
 What is hashed (sha256, version ``FINGERPRINT_VERSION``):
 
 * a header: the logical split ("train"/"test"), the number of rows, the column names used, the class
-  names, and how the images were hashed ("all" or "sample:K");
+  names, how the images were hashed ("all" or "sample:K") and, only when the rows were read at a pinned
+  Hub revision, that revision (so another revision never shares caches, even where a big split's
+  sampled images agree; fingerprints without a revision are unchanged);
 * every label (as little-endian int64), and every group value when there is a group column;
 * the *stored* bytes of the images (the encoded PNG/JPEG/... bytes, or the file's bytes when the
   dataset only holds a path), length-prefixed, in row order. A split of up to ``max_full_rows`` rows
@@ -15,7 +17,8 @@ What is hashed (sha256, version ``FINGERPRINT_VERSION``):
 Nothing here depends on where the data lives (Hub id, local path, mtime) or on the HF ``datasets``
 ``_fingerprint``, which is not content-based (it is random for in-memory datasets and derived from
 paths and modification times for local files). So a local parquet mirror of a Hub split, byte for byte
-the same, has the same fingerprint as the Hub split, on any machine. A re-encoded image (same pixels,
+the same, has the same fingerprint as the Hub split read without a pinned revision, on any machine (a
+pinned revision is part of the header; a mirror has none). A re-encoded image (same pixels,
 different bytes) counts as a change.
 """
 
@@ -104,6 +107,7 @@ def fingerprint(
     max_full_rows: int = MAX_FULL_ROWS,
     sample_size: int = SAMPLE_ROWS,
     memo: bool = True,
+    revision: str | None = None,
 ) -> str:
     """sha256 (hex) of one split's content; see the module docstring for what is hashed.
 
@@ -123,6 +127,8 @@ def fingerprint(
         "class_names": list(class_names),
         "images": "all" if full else f"sample:{sample_size}",
     }
+    if revision is not None:
+        header["revision"] = revision
     memo_path = None
     if memo and n >= _MEMO_MIN_ROWS and getattr(dataset, "cache_files", None):
         from ..paths import cache_root

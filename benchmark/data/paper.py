@@ -69,10 +69,20 @@ class PaperDataset:
         )
 
 
+# Hub revisions. A revision is a commit sha of the dataset repository; ``load_dataset`` reads the rows at
+# it, and it is part of every split's fingerprint, so a dataset updated on the Hub can never pass for the
+# one the paper suites ran on. None of the rows below is pinned yet: this table was written where the Hub
+# cannot be reached, and a sha that was not read off the Hub would be made up. Until one is set, the dry
+# run prints "revision not pinned" for the entry. To pin one, copy the newest commit sha from
+# https://huggingface.co/datasets/<hub_id>/commits/main (after checking the split sizes above) into
+# ``revision=``.
+UNPINNED: str | None = None  # the value of every ``revision=`` below until its sha is read off the Hub
+
 PAPER_DATASETS: tuple[PaperDataset, ...] = (
     PaperDataset(
         "imagenet1k", "ILSVRC/imagenet-1k", "train", "validation",
         "ImageNet-1k (ILSVRC/imagenet-1k, gated): 1,281,167 train / 50,000 validation as test, 1000 classes.",
+        revision=UNPINNED,
         notes="Gated: accept the terms on the Hub and `huggingface-cli login`. The Hub's test split is "
               "unlabelled (-1); the validation split is the test set.",
         gated=True,
@@ -80,6 +90,7 @@ PAPER_DATASETS: tuple[PaperDataset, ...] = (
     PaperDataset(
         "imagenet100", "clane9/imagenet-100", "train", "validation",
         "ImageNet-100 (clane9/imagenet-100, CMC classes): ~126,689 train / 5,000 validation as test, 100 classes.",
+        revision=UNPINNED,
         notes="Class order as the Hub's ClassLabel (CMC order). Fallback: imagenet100_in1k.",
     ),
     PaperDataset(
@@ -92,26 +103,31 @@ PAPER_DATASETS: tuple[PaperDataset, ...] = (
     PaperDataset(
         "cub200", "bentrevett/caltech-ucsd-birds-200-2011", "train", "test",
         "CUB-200-2011 (bentrevett/caltech-ucsd-birds-200-2011): 5,994 train / 5,794 test, 200 bird species.",
+        revision=UNPINNED,
         notes="The official split; a bbox column is ignored.",
     ),
     PaperDataset(
         "stanford_dogs", "maurice-fp/stanford-dogs", "train", "test",
         "Stanford Dogs (maurice-fp/stanford-dogs): 12,000 train / 8,580 test, 120 breeds.",
+        revision=UNPINNED,
         notes="Avoid amaye15/stanford-dogs (another split).",
     ),
     PaperDataset(
         "flowers102", "dpdl-benchmark/oxford_flowers102", "train", "test",
         "Oxford Flowers-102 (dpdl-benchmark/oxford_flowers102): 1,020 train / 6,149 test, 102 species.",
+        revision=UNPINNED,
         notes="The Hub's validation split (1,020) is not used; .replace(train_split='train+validation') adds "
               "it. Avoid nelorth/oxford-flowers (another split).",
     ),
     PaperDataset(
         "food101", "ethz/food101", "train", "validation",
         "Food-101 (ethz/food101): 75,750 train / 25,250 validation (the official test), 101 dishes.",
+        revision=UNPINNED,
     ),
     PaperDataset(
         "waterbirds", "grodino/waterbirds", "train", "test",
         "Waterbirds (grodino/waterbirds): 4,795 train / 5,794 test, landbird vs waterbird; groups by place.",
+        revision=UNPINNED,
         notes="Report average and worst-group accuracy; a group is (label, place). The bird column is ignored.",
         group_column="place",
     ),
@@ -125,6 +141,7 @@ PAPER_DATASETS: tuple[PaperDataset, ...] = (
     PaperDataset(
         "artbench10", "zguo0525/ArtBench", "train", "test",
         "ArtBench-10 (zguo0525/ArtBench): 50,000 train / 10,000 test, 10 art styles.",
+        revision=UNPINNED,
         notes="The labels are not alphabetical: the class order is the dataset's own ClassLabel order.",
     ),
 )

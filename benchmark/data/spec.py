@@ -25,6 +25,9 @@ for a gated dataset, accepting its terms on the Hub and logging in; for any, the
 from __future__ import annotations
 
 import dataclasses
+import glob
+import json
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -32,8 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
+
 from ..types import LabeledImages
 from .fingerprint import column_values, fingerprint
+
+log = logging.getLogger(__name__)
 
 LOGICAL_SPLITS = ("train", "test")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -97,6 +104,11 @@ class HubSource:
         at = f"@{self.revision}" if self.revision else ""
         return f"Hub dataset {self.hub_id}{at}" + (f" (config {self.config!r})" if self.config else "")
 
+    @property
+    def revision_note(self) -> str:
+        """For the dry run: an unpinned Hub dataset may change under the same name."""
+        return f"revision {self.revision}" if self.revision else "revision not pinned"
+
 
 def _resolve_files(files: str | Sequence[str]) -> tuple[str, ...]:
     if isinstance(files, (str, Path)):
@@ -143,6 +155,29 @@ class ParquetSource:
             return f"parquet files under {self.data_dir}"
         return "parquet files " + ", ".join(f"{s}: {len(f)} file(s)" for s, f in self.data_files)
 
+    def split_files(self, split: str) -> list[str]:
+        """The files behind ``split`` (``train+validation`` and ``train[:10%]`` included)."""
+        if self.data_files:
+            listed = dict(self.data_files)
+            patterns = [f for part in _split_parts(split) for f in listed.get(part, ())]
+            return [g for f in patterns for g in (sorted(glob.glob(f)) or [f])]
+        found = _resolved_data_files(self.data_dir)
+        return [str(f) for part in _split_parts(split) for f in found.get(part, [])]
+
+    def stored_class_names(self, split: str, column: str) -> list[str] | None:
+        """The class names ``split``'s own files declare for ``column``, or None when they declare none.
+
+        HF ``datasets`` gives every split the features of the first file it reads, so a test split whose
+        file names the classes in another order would silently take the train split's names.
+        """
+        declared = {path: _parquet_class_names(path, column) for path in self.split_files(split)}
+        names = {tuple(n) for n in declared.values() if n is not None}
+        if len(names) > 1:
+            shown = "; ".join(f"{Path(p).name}: {n}" for p, n in declared.items() if n is not None)
+            raise DatasetError(f"the parquet files of split {split!r} name the classes of {column!r} "
+                               f"differently ({shown}); write them with one ClassLabel")
+        return list(names.pop()) if names else None
+
 
 @dataclass(frozen=True)
 class ImageFolderSource:
@@ -162,6 +197,71 @@ class ImageFolderSource:
 
     def describe(self) -> str:
         return f"image folder {self.data_dir}"
+
+    def layout_problem(self, split: str) -> str | None:
+        """What keeps ``split`` from having classes, or None: HF labels an image folder by its class
+        folders only when there are two or more at one depth (else no label column, or the split folders
+        taken for classes)."""
+        root = Path(self.data_dir)
+        files = [Path(f) for f in _resolved_data_files(self.data_dir).get(split, [])
+                 if Path(f).suffix.lower() in _IMAGE_SUFFIXES]
+        parents = {f.parent for f in files}
+        split_dirs = _SPLIT_DIR_NAMES | {split}
+        if len({len(f.relative_to(root).parts) for f in files}) > 1:
+            found = "its images lie at different depths below the folder"
+        elif not parents or all(p == root or (p.parent == root and p.name in split_dirs) for p in parents):
+            found = "found no class subfolders (the images lie directly in the split folder)"
+        elif len({p.name for p in parents}) == 1:
+            found = f"found one class folder, {parents.pop().name!r}"
+        else:
+            return None
+        return (f"{found}; an image folder needs <split>/<class>/<image> with at least two class folders "
+                f"(their names are the class names). Fix: give each class its own folder, two classes or more")
+
+
+def _split_parts(split: str) -> list[str]:
+    """``"train+validation[:10%]"`` -> ``["train", "validation"]``: the splits a split expression reads."""
+    return [re.sub(r"\[.*\]$", "", part.strip()) for part in split.split("+")]
+
+
+def _split_keywords() -> list[list[str]]:
+    try:
+        from datasets.data_files import SPLIT_KEYWORDS
+
+        return [list(words) for words in SPLIT_KEYWORDS.values()]
+    except ImportError:  # an older/newer datasets: the common names
+        return [["train", "training"], ["validation", "valid", "dev", "val"], ["test", "testing", "eval"]]
+
+
+# folder names HF reads as splits; classes named only so are split folders without class folders in them
+_SPLIT_DIR_NAMES = {w for words in _split_keywords() for w in words}
+
+
+def _resolved_data_files(data_dir: str | None) -> dict[str, list[str]]:
+    """{split: files} as HF ``datasets`` resolves a local directory (the Hub's rules); {} if it cannot."""
+    if data_dir is None:
+        return {}
+    try:
+        from datasets.data_files import DataFilesDict, get_data_patterns
+
+        found = DataFilesDict.from_patterns(get_data_patterns(data_dir), base_path=data_dir)
+        return {str(split): [str(f) for f in files] for split, files in found.items()}
+    except Exception:  # no files HF recognises: the load itself reports it
+        return {}
+
+
+def _parquet_class_names(path: str, column: str) -> list[str] | None:
+    """The ClassLabel names a parquet file written by HF ``datasets`` stores for ``column`` (schema only)."""
+    try:
+        import pyarrow.parquet as pq
+
+        meta = (pq.read_schema(path).metadata or {}).get(b"huggingface")
+        feature = json.loads(meta)["info"]["features"][column] if meta else None
+    except Exception:  # not written by datasets, or no such column: nothing declared
+        return None
+    if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" and feature.get("names"):
+        return [str(n) for n in feature["names"]]
+    return None
 
 
 def _inferred_splits(data_dir: str | None) -> list[str] | None:
@@ -335,46 +435,156 @@ class DatasetSpec:
         except (ValueError, KeyError) as err:
             if not _unknown_split(err):
                 raise
-            available = self.source.split_names()
-            shown = ", ".join(repr(s) for s in available) if available else f"see: {err}"
-            field_name = f"{split}_split"
-            fix = (f"DATASETS.get({self.name!r}).replace({field_name}={available[0]!r})"
-                   if available else f"DATASETS.get({self.name!r}).replace({field_name}=...)")
-            raise DatasetError(
-                f"dataset {self.name!r} ({self.source.describe()}) has no split {real!r} (the logical "
-                f"{split!r} split); available splits: {shown}. Fix: {fix}"
-            ) from None
+            raise self._missing_split(split, real, err) from None
 
-    def load(self, split: str) -> LabeledImages:
-        """Load, validate and fingerprint one logical split ("train" or "test")."""
+    def _missing_split(self, split: str, real: str, err: Exception) -> DatasetError:
+        """No split ``real``: name what is there and a fix that never trains on the test split (nor
+        tests on the train split)."""
+        available = self.source.split_names() or []
+        other = self.test_split if split == "train" else self.train_split
+        # a test-like split is never a train split, whatever its name
+        candidates = [s for s in available if s != other and not (split == "train" and "test" in s)]
+        shown = ", ".join(repr(s) for s in available) if available else f"see: {err}"
+        text = (f"dataset {self.name!r} ({self.source.describe()}) has no split {real!r} (the logical "
+                f"{split!r} split); available splits: {shown}.")
+        field_name = f"{split}_split"
+        if candidates:
+            return DatasetError(f"{text} Fix: DATASETS.get({self.name!r}).replace({field_name}={candidates[0]!r})")
+        if not available:
+            return DatasetError(f"{text} Fix: DATASETS.get({self.name!r}).replace({field_name}=...)")
+        role, why = (("test", "a method must never train on it") if split == "train"
+                     else ("train", "scores on the images a method trained on mean nothing"))
+        return DatasetError(
+            f"{text} It has only the {role} split ({other!r}) and {why}: carve a {split} split out of other "
+            f"labelled images of the same classes (e.g. a {split}-*.parquet file or {split}/ folder beside it), "
+            f"or point {self.name!r} at a source that has one ({self.local_env_var}=<dir>, or "
+            f"DATASETS.get({self.name!r}).with_local(<dir>))."
+        )
+
+    def load(self, split: str, *, allow_missing_classes: bool = False) -> LabeledImages:
+        """Load, validate and fingerprint one logical split ("train" or "test").
+
+        Every class must have training images (``allow_missing_classes=True`` skips that, to inspect a
+        partial mirror; the runner never does). The test split must name the train split's classes: in
+        another order, its labels are realigned to the train split's order by name
+        (``realigned_from`` keeps its own order); other names are an error.
+        """
         spec = self.resolved()
         if spec is not self:  # LGM_BENCH_DATA_<NAME>: messages then name the local source
-            return spec.load(split)
-        ds = self.load_raw(split)
-        ds, class_names = self._validate(ds, split)
+            return spec.load(split, allow_missing_classes=allow_missing_classes)
+        ds, classes = self._validate(self.load_raw(split), split)
+        realigned_from = None
+        if split == "train" and not allow_missing_classes:
+            self._check_train_classes(ds, classes.names)
+        elif split == "test":
+            ds, classes, realigned_from = self._agree_with_train(ds, classes)
+        revision = getattr(self.source, "revision", None)
+        class_names = list(classes.names)
         fp = fingerprint(ds, split=split, class_names=class_names, image_column=self.image_column,
-                         label_column=self.label_column, group_column=self.group_column)
+                         label_column=self.label_column, group_column=self.group_column, revision=revision)
         return LabeledImages(name=self.name, split=split, dataset=ds, class_names=class_names,
                              fingerprint=fp, image_column=self.image_column,
-                             label_column=self.label_column, group_column=self.group_column)
+                             label_column=self.label_column, group_column=self.group_column,
+                             revision=revision, realigned_from=realigned_from)
 
     def fingerprint(self, split: str) -> str:
         return self.load(split).fingerprint
 
+    # -- revision ------------------------------------------------------------------------------------
+    @property
+    def revision(self) -> str | None:
+        """The Hub revision the rows are read at (after the local override); None: not pinned, or local."""
+        return getattr(self.resolved().source, "revision", None)
+
+    @property
+    def revision_note(self) -> str:
+        """For the dry run: "revision <sha>", "revision not pinned" (Hub), or "" (local files)."""
+        note = getattr(self.resolved().source, "revision_note", "")
+        return note if isinstance(note, str) else ""
+
+    # -- train and test agree ------------------------------------------------------------------------
+    def _check_train_classes(self, ds: Any, names: Sequence[str]) -> None:
+        """Every class has training images: a method cannot make (or a probe learn) a class it never saw."""
+        counts = np.bincount(column_values(ds, self.label_column).astype(np.int64), minlength=len(names))
+        missing = [names[c] for c in np.flatnonzero(counts == 0)]
+        if missing:
+            raise self._no_train_images(missing)
+
+    def _no_train_images(self, missing: Sequence[str]) -> DatasetError:
+        shown = _quoted(missing)
+        return DatasetError(
+            f"dataset {self.name!r} split 'train' ({self.source.describe()}) has no images of "
+            f"{_count(len(missing), 'class', 'classes')}: {shown}; every method needs training images of every "
+            f"class. Fix: add training images of {shown if len(missing) == 1 else 'those classes'}, or remove "
+            f"{'it' if len(missing) == 1 else 'them'} from both splits."
+        )
+
+    def _train_classes(self) -> SplitClasses:
+        """The train split's classes, to check the test split against (no image is read)."""
+        ds = self.load_raw("train")
+        self._require_columns(ds, "train")
+        return self._classes(ds, "train")[1]
+
+    def _agree_with_train(self, ds: Any, test: SplitClasses) -> tuple[Any, SplitClasses, tuple[str, ...] | None]:
+        """The test split with the train split's class order: (dataset, classes, its own order if realigned)."""
+        train = self._train_classes()
+        if not (train.named and test.named):  # plain integer labels: the train split's indices
+            values = column_values(ds, self.label_column)
+            if len(values) and int(values.max()) >= len(train.names):
+                raise self._no_train_images([str(v) for v in sorted(set(values.tolist())) if v >= len(train.names)])
+            return ds, train, None
+        if train.names == test.names:
+            return ds, test, None
+        only_train = [n for n in train.names if n not in set(test.names)]
+        only_test = [n for n in test.names if n not in set(train.names)]
+        if only_train or only_test:
+            raise DatasetError(
+                f"dataset {self.name!r} ({self.source.describe()}): the train and test splits name different "
+                f"classes: only in train: {_quoted(only_train) or 'none'}; only in test: "
+                f"{_quoted(only_test) or 'none'}. Fix: give both splits the same class names (the same "
+                f"ClassLabel names, or the same class folders)."
+            )
+        log.warning("dataset %r: the test split names its classes in another order (%s) than the train split; "
+                    "its labels were realigned to the train split's order by name", self.name, _quoted(test.names))
+        position = {n: i for i, n in enumerate(train.names)}
+        lookup = np.asarray([position[n] for n in test.names], dtype=np.int64)
+        labels = lookup[column_values(ds, self.label_column).astype(np.int64)]
+        return self._with_labels(ds, labels, train.names), train, test.names
+
+    def _with_labels(self, ds: Any, labels: np.ndarray, names: Sequence[str]) -> Any:
+        """The same rows with another label column (a small in-memory column; the images are not copied)."""
+        from datasets import ClassLabel
+
+        order = list(ds.column_names)
+        ds = ds.remove_columns([self.label_column])
+        ds = ds.add_column(self.label_column, labels, feature=ClassLabel(names=list(names)))
+        return ds.select_columns(order)
+
     # -- validation ----------------------------------------------------------------------------------
     def _column_error(self, ds: Any, split: str, role: str, column: str, hint: str | None) -> DatasetError:
+        where = f"dataset {self.name!r} split {split!r} ({self.source.describe()})"
+        problem = self._layout_problem(split) if role == "label" and not hint else None
+        if problem:
+            return DatasetError(f"{where}: {problem}.")
         field_name = f"{role}_column"
         columns = ", ".join(f"{c!r} ({type(f).__name__})" for c, f in ds.features.items())
         fix = f" Fix: DATASETS.get({self.name!r}).replace({field_name}={hint!r})." if hint else ""
-        return DatasetError(
-            f"dataset {self.name!r} split {split!r} ({self.source.describe()}) has no {role} column "
-            f"{column!r}; its columns are {columns}.{fix}"
-        )
+        return DatasetError(f"{where} has no {role} column {column!r}; its columns are {columns}.{fix}")
 
-    def _validate(self, ds: Any, split: str) -> tuple[Any, list[str]]:
-        from datasets import ClassLabel, Image, Value
+    def _layout_problem(self, split: str) -> str | None:
+        """An image folder's layout that gives it no classes (its labels are its folders), or None."""
+        layout_problem = getattr(self.source, "layout_problem", None)
+        return layout_problem(self.split_name(split)) if callable(layout_problem) else None
+
+    def _require_columns(self, ds: Any, split: str) -> None:
+        from datasets import ClassLabel, Image
 
         features = ds.features
+        label = features.get(self.label_column)
+        if isinstance(label, ClassLabel) and set(label.names) <= _SPLIT_DIR_NAMES:  # split folders as classes
+            problem = self._layout_problem(split)
+            if problem:
+                raise DatasetError(f"dataset {self.name!r} split {split!r} ({self.source.describe()}): {problem}.")
         images = [c for c, f in features.items() if isinstance(f, Image)]
         labels = [c for c, f in features.items() if isinstance(f, ClassLabel)]
         if self.image_column not in features:
@@ -384,6 +594,11 @@ class DatasetSpec:
         if self.group_column is not None and self.group_column not in features:
             raise self._column_error(ds, split, "group", self.group_column, None)
 
+    def _validate(self, ds: Any, split: str) -> tuple[Any, SplitClasses]:
+        from datasets import ClassLabel, Image, Value
+
+        self._require_columns(ds, split)
+        features = ds.features
         image_feature = features[self.image_column]
         if not isinstance(image_feature, Image):
             if isinstance(image_feature, Value) and image_feature.dtype in ("binary", "large_binary", "string"):
@@ -402,10 +617,21 @@ class DatasetSpec:
                     f"dataset {self.name!r} split {split!r}: group column {self.group_column!r} is "
                     f"{group_feature}; it must be a ClassLabel, integers or booleans"
                 )
+        return self._classes(ds, split)
 
-        label_feature = features[self.label_column]
+    def _classes(self, ds: Any, split: str) -> tuple[Any, SplitClasses]:
+        """The split's class names (its own files' names where they differ from what HF gave it) and a
+        range check of its labels."""
+        from datasets import ClassLabel, Value
+
+        label_feature = ds.features[self.label_column]
+        named = True
         if isinstance(label_feature, ClassLabel):
             names = list(label_feature.names)
+            stored = self._stored_names(split)
+            if stored is not None and stored != names and self.class_names is None:
+                names = stored  # HF gave this split another file's names: keep the ints, fix the names
+                ds = self._with_labels(ds, column_values(ds, self.label_column), names)
             if self.class_names is not None:
                 if len(self.class_names) != len(names):
                     raise DatasetError(
@@ -417,9 +643,11 @@ class DatasetSpec:
             if self.class_names is not None:
                 names = list(self.class_names)
             else:
+                named = False
                 values = column_values(ds, self.label_column)
                 names = [str(i) for i in range(int(values.max()) + 1 if len(values) else 0)]
         else:
+            labels = [c for c, f in ds.features.items() if isinstance(f, ClassLabel)]
             raise DatasetError(
                 f"dataset {self.name!r} split {split!r}: label column {self.label_column!r} is "
                 f"{label_feature}; it must be a ClassLabel or integers"
@@ -431,4 +659,27 @@ class DatasetSpec:
                 f"dataset {self.name!r} split {split!r}: labels range over [{values.min()}, {values.max()}] "
                 f"but there are {len(names)} classes (unlabelled rows are marked -1 in some Hub test splits)"
             )
-        return ds, names
+        return ds, SplitClasses(tuple(names), named)
+
+    def _stored_names(self, split: str) -> list[str] | None:
+        stored = getattr(self.source, "stored_class_names", None)
+        return stored(self.split_name(split), self.label_column) if callable(stored) else None
+
+
+@dataclass(frozen=True)
+class SplitClasses:
+    """A split's class names; ``named``: they are real names (a ClassLabel or ``class_names``), not the
+    ``"0".."k"`` made up for plain integer labels."""
+
+    names: tuple[str, ...]
+    named: bool = True
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _quoted(names: Sequence[str], limit: int = 10) -> str:
+    """'a', 'b', ... (+N more): a list short enough for one line."""
+    shown = ", ".join(repr(str(n)) for n in names[:limit])
+    return shown + (f", ... (+{len(names) - limit} more)" if len(names) > limit else "")

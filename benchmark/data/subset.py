@@ -75,6 +75,20 @@ class ClassSubsetSource:
         base = f"dataset {self.base!r}" if isinstance(self.base, str) else self.base.describe()
         return f"{len(self.classes)} classes of {base}"
 
+    @property
+    def revision(self) -> str | None:
+        """The base's Hub revision (read as the base entry is, local override included)."""
+        if isinstance(self.base, str):
+            return self._base_spec().revision
+        return getattr(self.base, "revision", None)
+
+    @property
+    def revision_note(self) -> str:
+        if isinstance(self.base, str):
+            return self._base_spec().revision_note
+        note = getattr(self.base, "revision_note", "")
+        return note if isinstance(note, str) else ""
+
     def _names(self, feature: Any) -> list[str]:
         from datasets import ClassLabel
 
