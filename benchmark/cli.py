@@ -177,9 +177,10 @@ def report_rows(frame: Any, include_stale: bool, results: Path) -> tuple[Any, li
     by config with ``--all``; and what to tell the user about the stale ones."""
     import pandas as pd
 
-    from .report.stale import label_stale, split_stale
+    from .report.stale import label_stale
+    from .stale import current_definitions, split_stale
 
-    split = split_stale(frame, {name: SUITES.get(name) for name in SUITES.names()})
+    split = split_stale(frame, current_definitions())
     n = split.stale_cells
     if not n:
         return split.current, []

@@ -9,11 +9,15 @@ official code can run it at the same setting and put its numbers beside these.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from .results import read_results
+from .stale import current_definitions, split_stale
+
+log = logging.getLogger(__name__)
 
 WINDOW = 100
 
@@ -37,9 +41,15 @@ def _artifact_meta(path: str, results: Path) -> dict:
 
 
 def parity_frame(results: Path, suite: str = "parity") -> pd.DataFrame:
-    """One row per LGM seed (top-1 and loss windows) and one for random real images."""
+    """One row per LGM seed (top-1 and loss windows) and one for random real images, from the cells
+    made with the suite's current settings (stale cells of earlier settings would pool with them)."""
     rows = read_results(results)
-    rows = rows[(rows["suite"] == suite) & (rows["status"] == "ok")]
+    rows = rows[rows["suite"] == suite]
+    split = split_stale(rows, current_definitions())
+    if split.stale_cells:
+        log.warning("left out %d stale cells of suite %r (made with other settings than its current "
+                    "definition); `python -m benchmark report --all` shows them", split.stale_cells, suite)
+    rows = split.current[split.current["status"] == "ok"]
     if rows.empty:
         raise ValueError(f"no finished rows of suite {suite!r} under {results}; run "
                          f"`python -m benchmark run --suite {suite} --results {results}` first")

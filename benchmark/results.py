@@ -1,12 +1,18 @@
 """The results table: one Parquet file per finished cell, written atomically; together one tidy table.
 
-A cell's file holds one row per probe seed. Resuming means: a cell whose file exists with status "ok"
-is skipped. Reading concatenates every cell file under a results directory.
+A cell's file, ``<results>/cells/<suite>/<cell_id>.parquet``, holds one row per probe seed. Resuming
+means: a cell whose file holds its ok rows is skipped. Reading concatenates the cell files of that
+layout only (a backup copy elsewhere must not count twice), each checked first: a file that is not
+Parquet, has other columns or types than :data:`SCHEMA`, or holds another cell's rows is skipped and
+listed with the reason (:func:`scan_results`).
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -67,6 +73,10 @@ SCHEMA = pa.schema([
 ])
 
 COLUMNS = [f.name for f in SCHEMA]
+STATUSES = ("ok", "error")
+CELLS_DIR = "cells"
+
+log = logging.getLogger(__name__)
 
 
 def to_table(rows: list[dict]) -> pa.Table:
@@ -89,20 +99,159 @@ def write_cell(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def read_cell(path: Path) -> pd.DataFrame | None:
-    """A cell's rows, or None if the file is missing or unreadable (then the cell is run again)."""
+class InvalidCellFile(ValueError):
+    """A cell file that cannot be trusted; the message says why."""
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file under ``cells/`` that was not read. ``broken``: it sits where a cell file belongs but is
+    unreadable or invalid (``report`` exits 1 on those); otherwise it is outside the layout."""
+
+    path: Path
+    reason: str
+    broken: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class ResultsScan:
+    """The rows of every valid cell file, and the files skipped with their reasons."""
+
+    frame: pd.DataFrame
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    @property
+    def broken(self) -> list[SkippedFile]:
+        return [s for s in self.skipped if s.broken]
+
+
+def _type_name(t: pa.DataType) -> str:
+    return {"large_string": "string"}.get(str(t), str(t))
+
+
+def _check_schema(schema: pa.Schema) -> None:
+    names = set(schema.names)
+    missing = [c for c in COLUMNS if c not in names]
+    extra = [c for c in schema.names if c not in COLUMNS]
+    if missing or extra:
+        parts = ([f"missing columns {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected columns {', '.join(extra)}"] if extra else [])
+        raise InvalidCellFile(f"not a cell file of this benchmark: {'; '.join(parts)}")
+    # Exact types: a number stored as text would be cast silently by pandas, and is a sign of a file
+    # written by something else.
+    wrong = [f"{f.name} is {_type_name(f.type)}, expected {_type_name(SCHEMA.field(f.name).type)}"
+             for f in schema if f.type != SCHEMA.field(f.name).type and not pa.types.is_null(f.type)]
+    if wrong:
+        raise InvalidCellFile("wrong column types: " + "; ".join(wrong))
+
+
+def _check_rows(frame: pd.DataFrame, path: Path) -> None:
+    if frame.empty:
+        raise InvalidCellFile("holds no rows")
+    ids = sorted(set(frame["cell_id"].fillna("")))
+    if ids != [path.stem]:
+        raise InvalidCellFile(f"its rows are cell {', '.join(map(repr, ids))}, not {path.stem!r} as the file "
+                              "name says (a copy of another cell's file?); remove it")
+    suites = sorted(set(frame["suite"].fillna("")))
+    if suites != [path.parent.name]:
+        raise InvalidCellFile(f"its rows are of suite {', '.join(map(repr, suites))}, not "
+                              f"{path.parent.name!r} (a copy of another suite's cells?); move it out of "
+                              f"{CELLS_DIR}/")
+    bad_status = sorted(set(frame["status"].fillna("")) - set(STATUSES))
+    if bad_status:
+        raise InvalidCellFile(f"unknown status {', '.join(map(repr, bad_status))} (ok or error)")
+    if frame["probe_seed"].duplicated().any():
+        raise InvalidCellFile("a probe seed appears twice")
+    if frame.loc[frame["status"] == "ok", "top1"].isna().any():
+        raise InvalidCellFile("an ok row has no top1")
+
+
+def _first_sentence(err: Exception) -> str:
+    # Arrow repeats the path ("Could not open Parquet input source '<path>': ...") and adds advice.
+    text = str(err).strip()
+    if text.startswith("Could not open Parquet input source") and "': " in text:
+        text = text.split("': ", 1)[1]
+    return text.split(". ")[0].rstrip(".")
+
+
+def check_cell_file(path: Path) -> pd.DataFrame:
+    """The rows of the cell file ``path``, after checking its schema (names and exact types) and that
+    every row is the cell (``cell_id``, ``suite``) the path names. Raises :class:`InvalidCellFile`."""
+    path = Path(path)
     try:
-        return pq.read_table(path).to_pandas()
-    except (OSError, pa.ArrowInvalid):
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise InvalidCellFile(f"unreadable (truncated or not Parquet): {_first_sentence(err)}") from None
+    _check_schema(table.schema)
+    frame = table.select(COLUMNS).to_pandas()
+    _check_rows(frame, path)
+    return frame
+
+
+def read_cell(path: Path) -> pd.DataFrame | None:
+    """A cell's rows, or None if the file is missing, unreadable or invalid (then the cell runs again)."""
+    try:
+        return check_cell_file(path)
+    except InvalidCellFile:
         return None
 
 
+def set_aside(path: Path) -> Path:
+    """Rename a cell file that failed its checks to ``<name>.bad`` (``<name>.1.bad``, ... when earlier
+    ones exist), so it is kept for a look but never read again."""
+    path = Path(path)
+    target, n = path.with_name(f"{path.name}.bad"), 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.{n}.bad")
+    os.replace(path, target)
+    return target
+
+
+def cell_files(root: Path) -> tuple[list[Path], list[SkippedFile]]:
+    """The cell files ``<root>/cells/<suite>/*.parquet``, and the other Parquet files under ``cells/``
+    (nested copies), which are not read. Hidden names are writes in flight and are left alone."""
+    cells = Path(root) / CELLS_DIR
+    if not cells.is_dir():
+        return [], []
+    files, others = [], []
+    for path in sorted(cells.rglob("*.parquet")):
+        parts = path.relative_to(cells).parts
+        if any(p.startswith(".") for p in parts):
+            continue
+        if len(parts) == 2:
+            files.append(path)
+        else:
+            others.append(SkippedFile(path, f"not read: cell files are {CELLS_DIR}/<suite>/<cell_id>.parquet "
+                                            "(a nested copy?)", broken=False))
+    return files, others
+
+
+def empty_frame() -> pd.DataFrame:
+    return to_table([]).to_pandas()
+
+
+def scan_results(root: Path) -> ResultsScan:
+    """Every valid cell file's rows under ``root`` as one frame with the SCHEMA columns, and the files
+    skipped, each with its reason."""
+    files, skipped = cell_files(root)
+    frames = []
+    for path in files:
+        try:
+            frames.append(check_cell_file(path))
+        except InvalidCellFile as err:
+            skipped.append(SkippedFile(path, str(err)))
+    frame = pd.concat(frames, ignore_index=True) if frames else empty_frame()
+    return ResultsScan(frame, sorted(skipped, key=lambda s: str(s.path)))
+
+
 def read_results(root: Path) -> pd.DataFrame:
-    """Every row under ``root`` (recursively), as one frame with the SCHEMA columns."""
-    root = Path(root)
-    files = sorted(p for p in root.rglob("*.parquet")
-                   if not p.name.startswith(".") and "alignment" not in p.relative_to(root).parts)
-    frames = [f for f in (read_cell(p) for p in files) if f is not None]
-    if not frames:
-        return to_table([]).to_pandas()
-    return pd.concat(frames, ignore_index=True)
+    """The rows of every valid cell file under ``root`` (see :func:`scan_results`; skipped files are
+    logged as warnings)."""
+    scan = scan_results(root)
+    for skipped in scan.skipped:
+        log.warning("skipped %s", skipped)
+    return scan.frame

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,9 +22,9 @@ from tqdm.auto import tqdm
 from . import provenance
 from .artifacts import ArtifactKey, ArtifactStore
 from .features import FeatureCache
-from .hashing import canonical_json, stable_hash
+from .hashing import canonical_json
 from .registries import BACKBONES, DATASETS, METHODS, PROBES
-from .results import read_cell, write_cell
+from .results import InvalidCellFile, check_cell_file, set_aside, write_cell
 from .suites import Cell, Suite
 from .types import Backbone, LabeledImages, RunContext, SyntheticSet
 
@@ -69,10 +70,38 @@ def cell_path(results: Path, cell: Cell) -> Path:
     return Path(results) / "cells" / cell.suite / f"{cell.cell_id}.parquet"
 
 
+@dataclass(frozen=True)
+class CellFile:
+    """What a cell's file says about the cell: ``done``, or why not. ``invalid``: the file is not this
+    cell's (unreadable, another schema, another cell's or another config's rows); ``run`` sets it aside."""
+
+    done: bool
+    invalid: str = ""
+
+
+def cell_file_state(results: Path, cell: Cell) -> CellFile:
+    """Reads the cell's file only: no data, no backbone (a rerun of a finished suite stays fast)."""
+    path = cell_path(results, cell)
+    if not path.exists():
+        return CellFile(done=False)
+    try:
+        frame = check_cell_file(path)
+    except InvalidCellFile as err:
+        return CellFile(done=False, invalid=str(err))
+    stored = sorted(set(frame["config_hash"].fillna("")))
+    if stored != [cell.config_hash]:
+        return CellFile(done=False, invalid=f"its rows were made with other settings (config_hash "
+                                            f"{', '.join(stored)}, expected {cell.config_hash})")
+    if sorted(frame["probe_seed"]) != sorted(cell.probe_seeds):
+        return CellFile(done=False, invalid=f"its probe seeds {sorted(frame['probe_seed'])} are not the "
+                                            f"cell's {sorted(cell.probe_seeds)}")
+    return CellFile(done=bool((frame["status"] == "ok").all()))  # a failed cell runs again
+
+
 def is_done(results: Path, cell: Cell) -> bool:
-    """A cell is done when its file holds one ok row per probe seed; anything else runs again."""
-    frame = read_cell(cell_path(results, cell))
-    return frame is not None and len(frame) == len(cell.probe_seeds) and bool((frame.status == "ok").all())
+    """A cell is done when its file holds one ok row per probe seed, made with the cell's settings
+    (``config_hash``); anything else runs again."""
+    return cell_file_state(results, cell).done
 
 
 class Runner:
@@ -182,6 +211,7 @@ class Runner:
             "distill_backbone": cell.distill_backbone, "eval_backbone": cell.eval_backbone, "ipc": cell.ipc,
             "method_seed": cell.method_seed, "protocol": cell.protocol, "top1": nan, "top5": nan,
             "worst_group_top1": nan, "device": str(self.device), "cell_id": cell.cell_id,
+            "config_hash": cell.config_hash,
             "git_sha": provenance.git_sha(), "versions": provenance.versions(), "started_at": started,
         }
 
@@ -203,17 +233,13 @@ class Runner:
             "eval_backbone_identity": canonical_json(backbone.identity.key()),
             "train_fingerprint": train.fingerprint, "test_fingerprint": test.fingerprint,
         }
-        fields["config_hash"] = stable_hash({
-            "cell": dataclasses.asdict(cell), "method": made.config, "probe": probe_config,
-            "distill": distill.key() if distill else None, "eval": backbone.identity.key(),
-            "train": train.fingerprint, "test": test.fingerprint}, 16)
         return fields
 
     # -- the grid ----------------------------------------------------------------------------------
     def run(self) -> RunSummary:
         cells = self.suite.cells()
         self.summary = RunSummary(total=len(cells))
-        pending = [c for c in cells if not is_done(self.results, c)]
+        pending = [c for c in cells if not self._done(c)]
         self.summary.skipped = len(cells) - len(pending)
         if not pending:
             print(f"All {len(cells)} cells of suite {self.suite.name!r} are already in {self.results}: "
@@ -235,6 +261,15 @@ class Runner:
         if self.suite.alignment:
             self.measure_alignment()
         return self.summary
+
+    def _done(self, cell: Cell) -> bool:
+        """Whether the cell is done; a file that is not this cell's is moved aside (kept as ``*.bad``)."""
+        state = cell_file_state(self.results, cell)
+        if state.invalid:
+            path = cell_path(self.results, cell)
+            bad = set_aside(path)
+            print(f"warning: {path}: {state.invalid}; moved to {bad.name}, the cell runs again", file=sys.stderr)
+        return state.done
 
     def measure_alignment(self, only_missing: bool = False) -> None:
         """Mutual-kNN alignment of every pair of the suite's backbones on each dataset's test split."""

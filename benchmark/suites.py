@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .hashing import stable_hash
+from .identity import backbone_identity, config_hash, dataset_identity, method_identity, probe_identity
 from .registries import METHODS, SUITES
 
 PROBE_SEED_BASE = 3407  # the paper's probe seeds are 3407 + k
@@ -14,7 +16,9 @@ PROBE_SEED_BASE = 3407  # the paper's probe seeds are 3407 + k
 
 @dataclass(frozen=True)
 class Cell:
-    """One (dataset, method, distilling backbone, evaluating backbone, ipc, method seed, protocol)."""
+    """One (dataset, method, distilling backbone, evaluating backbone, ipc, method seed, protocol), made
+    with the settings whose hash is ``config_hash`` (:meth:`Suite.settings`): another setting is another
+    cell, with another id and file."""
 
     suite: str
     dataset: str
@@ -25,6 +29,7 @@ class Cell:
     method_seed: int
     probe_seeds: tuple[int, ...]
     protocol: str
+    config_hash: str
 
     @property
     def cell_id(self) -> str:
@@ -71,11 +76,19 @@ class Suite:
         """A copy with the given axes replaced (CLI overrides); ``None`` keeps the suite's value."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def settings(self, dataset: str, method: str, distill_backbone: str, eval_backbone: str,
+                 protocol: str) -> dict[str, Any]:
+        """Everything besides a cell's coordinates that decides its numbers, from declarations only:
+        the method's config after preset resolution, the probe's config, the dataset entry and the
+        backbone entries with this suite's options for them (see :mod:`benchmark.identity`)."""
+        return CellSettings(self).settings(dataset, method, distill_backbone, eval_backbone, protocol)
+
     def _crosses(self, method: str) -> bool:
         return "*" in self.cross_model or method in self.cross_model
 
     def cells(self) -> list[Cell]:
         cells: list[Cell] = []
+        settings = CellSettings(self)
         distillers = self.distill_backbones or self.backbones
         for dataset in self.datasets:
             for method in self.methods:
@@ -85,11 +98,14 @@ class Suite:
                         crosses = db == "" or self._crosses(method)
                         evals = self.backbones if crosses else [db] if db in self.backbones else []
                         for eb in evals:
-                            cells.extend(self._seeded(dataset, method, db, eb, ipc, cls.paired_seeds))
+                            digest = settings.hash(dataset, method, db, eb, self.protocol)
+                            cells.extend(self._seeded(dataset, method, db, eb, ipc, cls.paired_seeds, digest))
         return [c for c in dict.fromkeys(cells) if not self._excluded(c)]
 
-    def _seeded(self, dataset: str, method: str, db: str, eb: str, ipc: int, paired: bool) -> list[Cell]:
-        make = lambda seed, probes: Cell(self.name, dataset, method, db, eb, ipc, seed, probes, self.protocol)
+    def _seeded(self, dataset: str, method: str, db: str, eb: str, ipc: int, paired: bool,
+                digest: str) -> list[Cell]:
+        make = lambda seed, probes: Cell(self.name, dataset, method, db, eb, ipc, seed, probes, self.protocol,
+                                         digest)
         if paired:  # e.g. random real: a new selection per seed, probed once with the matching seed
             return [make(k, (PROBE_SEED_BASE + k,)) for k in range(self.seeds)]
         probes = tuple(PROBE_SEED_BASE + k for k in range(self.seeds))
@@ -98,6 +114,43 @@ class Suite:
     def _excluded(self, cell: Cell) -> bool:
         fields = dataclasses.asdict(cell)
         return any(all(fields.get(k) == v for k, v in rule.items()) for rule in self.exclude)
+
+
+class CellSettings:
+    """A suite's cell settings and their hashes, each part worked out once (a suite has many cells with
+    the same method, probe, dataset or backbone)."""
+
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self._parts: dict[tuple, Any] = {}
+        self._hashes: dict[tuple, str] = {}
+
+    def _part(self, key: tuple, make: Callable[[], Any]) -> Any:
+        if key not in self._parts:
+            self._parts[key] = make()
+        return self._parts[key]
+
+    def settings(self, dataset: str, method: str, distill_backbone: str, eval_backbone: str,
+                 protocol: str) -> dict[str, Any]:
+        s = self.suite
+        backbone = lambda name: self._part(
+            ("backbone", name), lambda: backbone_identity(name, s.backbone_options.get(name, {})))
+        return {
+            "method": self._part(("method", method, dataset),
+                                 lambda: method_identity(method, s.options_for(method, dataset))),
+            "probe": self._part(("probe", protocol),
+                                lambda: probe_identity(protocol, s.protocol_options.get(protocol, {}))),
+            "dataset": self._part(("dataset", dataset), lambda: dataset_identity(dataset)),
+            "distill_backbone": backbone(distill_backbone) if distill_backbone else None,
+            "eval_backbone": backbone(eval_backbone),
+        }
+
+    def hash(self, dataset: str, method: str, distill_backbone: str, eval_backbone: str, protocol: str) -> str:
+        """The ``config_hash`` of a cell at these coordinates."""
+        key = (dataset, method, distill_backbone, eval_backbone, protocol)
+        if key not in self._hashes:
+            self._hashes[key] = config_hash(self.settings(*key))
+        return self._hashes[key]
 
 
 def register_suite(suite: Suite) -> Suite:

@@ -9,8 +9,8 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.parity import loss_windows, parity_frame, parity_markdown
-from benchmark.results import write_cell
-from benchmark.suites import PARITY
+from benchmark.suites import PARITY, CellSettings
+from tests.toys import write_rows
 
 
 def test_parity_suite_is_the_compared_setting():
@@ -30,11 +30,14 @@ def test_loss_windows_average_each_hundred_updates():
     assert loss_windows(curve) == [("1-100", 1.0), ("101-200", 0.5), ("201-201", pytest.approx(0.2))]
 
 
-def _row(method, seed, probe, top1, artifact=""):
+def _row(method, seed, probe, top1, artifact="", config_hash=None):
+    distill = "effnet_lite0" if method == "lgm" else ""
+    current = CellSettings(PARITY).hash("fashion_mnist_embedded", method, distill, "effnet_lite0", "fast")
     return {"suite": "parity", "dataset": "fashion_mnist_embedded", "method": method,
-            "distill_backbone": "effnet_lite0" if method == "lgm" else "", "eval_backbone": "effnet_lite0",
+            "distill_backbone": distill, "eval_backbone": "effnet_lite0",
             "ipc": 1, "method_seed": seed, "probe_seed": probe, "protocol": "fast", "top1": top1, "top5": 99.0,
-            "status": "ok", "artifact": artifact, "started_at": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+            "status": "ok", "artifact": artifact, "started_at": datetime(2026, 1, 1, tzinfo=timezone.utc),
+            "config_hash": config_hash or current}
 
 
 def test_parity_table_from_results_and_artifacts(tmp_path, capsys):
@@ -44,9 +47,11 @@ def test_parity_table_from_results_and_artifacts(tmp_path, capsys):
         art.mkdir(parents=True)
         curve = [0.9 + 0.01 * seed] * 100 + [0.7] * 100 + [0.6]
         (art / "meta.json").write_text(json.dumps({"metadata": {"loss_curve": curve}}))
-        write_cell(results / "cells" / "parity" / f"lgm{seed}.parquet",
+        write_rows(results, f"lgm{seed}",
                    [_row("lgm", seed, 3407 + k, 60.0 + seed + k, str(art)) for k in range(2)])
-    write_cell(results / "cells" / "parity" / "rr.parquet", [_row("random_real", 0, 3407, 49.0)])
+    write_rows(results, "rr", [_row("random_real", 0, 3407, 49.0)])
+    # made with earlier settings: left out, not pooled with seed 0
+    write_rows(results, "old", [_row("lgm", 0, 3407, 10.0, config_hash="0" * 16)])
     frame = parity_frame(results)
     assert frame["set"].tolist() == ["lgm seed 0", "lgm seed 1", "random real (1 sets)"]
     assert frame["top1"].tolist()[:2] == [60.5, 61.5]

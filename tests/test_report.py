@@ -10,7 +10,8 @@ import pytest
 
 from benchmark.report import aggregate, build_grid, build_report, order_methods, render_latex, render_markdown
 from benchmark.report.aggregate import t_quantile_975
-from benchmark.results import COLUMNS, write_cell
+from benchmark.results import COLUMNS
+from tests.toys import write_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -44,13 +45,13 @@ def _write_results(root, artifact) -> None:
         "other": [_row(dataset="other", method="random_real", distill_backbone="", top1=30.0)],
     }
     for name, rows in cells.items():
-        write_cell(root / f"{name}.parquet", rows)
+        write_rows(root, name, rows)
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
-    artifact = base / "artifacts" / "lgm_bb_a"
+    artifact = base / "results" / "artifacts" / "lgm_bb_a"  # inside the results: the report copies its grid
     artifact.mkdir(parents=True)
     (artifact / "grid.png").write_bytes(PNG_MAGIC + b"fake image")
     _write_results(base / "results", artifact)
@@ -176,15 +177,15 @@ def test_grid_renderers_are_reusable():
 
 
 def test_full_data_joins_every_ipc_table_and_all_failed_still_reports(tmp_path):
-    write_cell(tmp_path / "r" / "a.parquet", [_row(top1=1.0)])
-    write_cell(tmp_path / "r" / "b.parquet", [_row(top1=2.0, ipc=10)])
-    write_cell(tmp_path / "r" / "c.parquet", [_row(method="full_data", distill_backbone="", ipc=0, top1=9.0)])
+    write_rows(tmp_path / "r", "a", [_row(top1=1.0)])
+    write_rows(tmp_path / "r", "b", [_row(top1=2.0, ipc=10)])
+    write_rows(tmp_path / "r", "c", [_row(method="full_data", distill_backbone="", ipc=0, top1=9.0)])
     build_report(tmp_path / "r", tmp_path / "o", pdf=False)
     for ipc in (1, 10):
         assert re.search(r"\| full_data +\| +9\.00 \|", (tmp_path / "o" / f"s_toy_set_ipc{ipc}_linear.md").read_text())
     assert not list((tmp_path / "o").glob("*ipc0*"))
 
-    write_cell(tmp_path / "bad" / "a.parquet", [_row(status="error", error="Traceback\nValueError: boom")])
+    write_rows(tmp_path / "bad", "a", [_row(status="error", error="Traceback\nValueError: boom")])
     paths = build_report(tmp_path / "bad", tmp_path / "o2")
     assert [p.name for p in paths] == ["aggregated.csv", "summary.md"]
     assert "ValueError: boom" in (tmp_path / "o2" / "summary.md").read_text()
@@ -205,8 +206,8 @@ def test_toy_datasets_get_no_paper_layouts_but_heatmap_and_tables_tex(report):
 
 def test_accuracy_versus_ipc_curve_when_several_ipc(tmp_path):
     for ipc, value in ((1, 40.0), (10, 60.0), (50, 70.0)):
-        write_cell(tmp_path / "r" / f"lgm{ipc}.parquet", [_row(ipc=ipc, top1=value)])
-    write_cell(tmp_path / "r" / "full.parquet", [_row(method="full_data", distill_backbone="", ipc=0, top1=90.0)])
+        write_rows(tmp_path / "r", f"lgm{ipc}", [_row(ipc=ipc, top1=value)])
+    write_rows(tmp_path / "r", "full", [_row(method="full_data", distill_backbone="", ipc=0, top1=90.0)])
     paths = build_report(tmp_path / "r", tmp_path / "o", pdf=False)
     curve = tmp_path / "o" / "s_toy_set_linear_ipc_curve.png"
     assert curve in paths and curve.read_bytes().startswith(PNG_MAGIC)

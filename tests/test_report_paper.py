@@ -15,7 +15,8 @@ import pytest
 from benchmark.alignment import alignment_table, write_alignment
 from benchmark.report import PaperNumbers, build_report, find_paper_csv, paper_tables, render_markdown
 from benchmark.report.align import spearman
-from benchmark.results import COLUMNS, write_cell
+from benchmark.results import COLUMNS
+from tests.toys import write_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -91,7 +92,7 @@ def report(tmp_path_factory):
     results = base / "results"
     cells = _cells()
     for name, rows in cells.items():
-        write_cell(results / "cells" / f"{name}.parquet", rows)
+        write_rows(results, name, rows)
     (results / "paper_results.csv").write_text(PAPER_CSV)  # found by default: <results>/paper_results.csv
     write_alignment(_alignment(), results)
     paths = build_report(results, base / "out", pdf=False)
@@ -284,7 +285,7 @@ def test_paper_numbers_matching_rules(tmp_path):
 
 def test_paper_file_choice_and_errors(tmp_path):
     results = tmp_path / "results"
-    write_cell(results / "cells" / "a.parquet",
+    write_rows(results, "a",
                _seeds((80.0,), distill_backbone="clip_vitb16", eval_backbone="clip_vitb16"))
     # no CSV beside the results: the repository's copy (the real published numbers)
     found = find_paper_csv(results)

@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.results import COLUMNS, SCHEMA, read_results, write_cell
+from benchmark.results import COLUMNS, SCHEMA, read_results, scan_results, write_cell
+from tests.toys import write_rows
 
 REQUIRED = {
     "suite", "dataset", "method", "distill_backbone", "eval_backbone", "ipc", "method_seed", "probe_seed",
@@ -28,19 +29,21 @@ def test_schema_has_the_design_columns() -> None:
 
 
 def test_write_then_read_round_trip(tmp_path) -> None:
-    write_cell(tmp_path / "cells" / "a.parquet", [row(), row(probe_seed=3408, top1=52.0)])
-    write_cell(tmp_path / "cells" / "b.parquet", [row(method="n")])
+    write_rows(tmp_path, "a", [row(), row(probe_seed=3408, top1=52.0)])
+    write_rows(tmp_path, "b", [row(method="n")])
     frame = read_results(tmp_path)
     assert list(frame.columns) == COLUMNS
     assert sorted(frame.top1) == [50.0, 50.0, 52.0]
-    assert pq.read_schema(tmp_path / "cells" / "a.parquet").field("ipc").type == SCHEMA.field("ipc").type
+    assert pq.read_schema(tmp_path / "cells" / "s" / "a.parquet").field("ipc").type == SCHEMA.field("ipc").type
     assert not list(tmp_path.rglob(".*.tmp*"))  # nothing half-written left behind
 
 
-def test_unreadable_cell_file_is_ignored(tmp_path) -> None:
-    write_cell(tmp_path / "a.parquet", [row()])
-    (tmp_path / "broken.parquet").write_bytes(b"PAR1 truncated")
-    assert len(read_results(tmp_path)) == 1
+def test_unreadable_cell_file_is_skipped_and_listed(tmp_path) -> None:
+    write_rows(tmp_path, "a", [row()])
+    (tmp_path / "cells" / "s" / "broken.parquet").write_bytes(b"PAR1 truncated")
+    scan = scan_results(tmp_path)
+    assert len(scan.frame) == 1 and len(read_results(tmp_path)) == 1
+    assert [s.path.name for s in scan.skipped] == ["broken.parquet"] and scan.skipped[0].broken
 
 
 def test_bad_types_are_rejected(tmp_path) -> None:

@@ -58,3 +58,14 @@ class ToyBackbone:
         identity = BackboneIdentity(self.name, "torch", "toy-conv", f"toy:{self.seed}", sha, input_size,
                                     (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "bilinear")
         return Backbone(model, identity, self.dim).to(device)
+
+
+def write_rows(root, name: str, rows: list[dict]):
+    """Hand-made rows as the cell file ``<root>/cells/<suite>/<name>.parquet`` (the layout and the checks
+    of ``read_results``: every row's ``cell_id`` is the file's name, its suite the directory's)."""
+    from benchmark.results import write_cell
+
+    (suite,) = {r["suite"] for r in rows}
+    path = root / "cells" / suite / f"{name}.parquet"
+    write_cell(path, [{**r, "cell_id": name} for r in rows])
+    return path

@@ -1,8 +1,10 @@
 """The report: Parquet results -> LaTeX/Markdown tables, figures and a Markdown summary.
 
-``build_report(results, out)`` reads every result row under ``results`` (through
-:func:`benchmark.results.read_results`; alignment tables under ``results/alignment/`` through
-:func:`benchmark.alignment.read_alignment`) and writes, for each (suite, dataset, ipc, protocol):
+``build_report(results, out)`` reads the rows of every valid cell file ``results/cells/<suite>/*.parquet``
+(through :func:`benchmark.results.read_results`, or takes ``rows``: ``python -m benchmark report`` passes
+those of the current suite definitions, see :mod:`.stale`) and the alignment tables under
+``results/alignment/`` (through :func:`benchmark.alignment.read_alignment`) and writes, for each
+(suite, dataset, ipc, protocol):
 
 - ``<suite>_<dataset>_ipc<k>_<protocol>.tex`` / ``.md``: methods x evaluating backbones, same-model
   accuracy as mean ± sample std (ddof 1) over seeds, best per column in bold (full_data is the
@@ -25,8 +27,9 @@ for datasets with an alignment table:
   distilled with A and probed with B, the Spearman rank correlation in the title and in the summary;
 
 plus ``<dataset>_<method>_<distill_backbone>_ipc<k>_seed<s>_grid.png`` for every artifact with a
-``grid.png``, ``aggregated.csv`` (mean, std (ddof 1), std_pop (ddof 0), n, 95% t-interval half-width
-per group), ``tables.tex`` (a standalone LaTeX document with every table; ``pdflatex tables.tex``) and
+``grid.png`` inside the results directory (symlinks resolved; one elsewhere is skipped with a
+warning), ``aggregated.csv`` (mean, std (ddof 1), std_pop (ddof 0), n, 95% t-interval half-width per
+group), ``tables.tex`` (a standalone LaTeX document with every table; ``pdflatex tables.tex``) and
 ``summary.md``. Failed rows never enter a mean; they are listed in the summary. The ± beside the
 paper's numbers is the population std (ddof 0), as the official code prints it; elsewhere it is the
 sample std (ddof 1).
@@ -37,7 +40,9 @@ The building blocks are public for other layouts: :func:`aggregate`, :func:`buil
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +106,9 @@ __all__ = [
     "transfer_grid",
 ]
 
+log = logging.getLogger(__name__)
+Warn = Callable[[str], None]
+
 NO_RESULTS = (
     "no result rows under {root}; run `python -m benchmark run` first (or point at the results directory)"
 )
@@ -154,8 +162,16 @@ def _artifact_dir(artifact: str, root: Path) -> Path | None:
     return path if (path / "grid.png").is_file() else None
 
 
-def _copy_grids(results: pd.DataFrame, root: Path, out: Path) -> list[Path]:
-    """Copy each artifact's ``grid.png`` once (the first row of an artifact in sorted order names it)."""
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, symlinks resolved, lies inside ``root``."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
+
+
+def _copy_grids(results: pd.DataFrame, root: Path, out: Path, warn: Warn) -> list[Path]:
+    """Copy each artifact's ``grid.png`` once (the first row of an artifact in sorted order names it).
+
+    Only files inside the results directory are copied: a row names a path, and a report must not
+    publish whatever file an edited or foreign row points at."""
     frame = ok_rows(results)
     frame = frame[frame["artifact"] != ""]
     if frame.empty:
@@ -165,6 +181,10 @@ def _copy_grids(results: pd.DataFrame, root: Path, out: Path) -> list[Path]:
     for rec in frame.drop_duplicates("artifact").to_dict("records"):
         src = _artifact_dir(rec["artifact"], root)
         if src is None:
+            continue
+        if not inside(src / "grid.png", root):
+            warn(f"{src / 'grid.png'}: not copied, it lies outside the results directory {root} (the "
+                 "row's artifact path points elsewhere)")
             continue
         name = (f"{safe_name(rec['dataset'])}_{safe_name(rec['method'])}_{safe_name(rec['distill_backbone'])}"
                 f"_ipc{int(rec['ipc'])}_seed{int(rec['method_seed'])}_grid.png")
@@ -180,9 +200,10 @@ def _fmt_seconds(s: float) -> str:
 
 
 def _summary(root: Path, tot: dict, sections: list[_Section], grids: list[Path],
-             failed: pd.DataFrame, extras: _Extras) -> str:
+             failed: pd.DataFrame, extras: _Extras, notes: Sequence[str] = ()) -> str:
     lines = ["# lgm-bench report", "", f"Results: `{root}`", "", "## Totals", ""]
     lines += [
+        *(f"- {note}" for note in notes),
         f"- rows: {tot['rows']} ({tot['ok_rows']} ok, {tot['failed_rows']} failed)",
         f"- cells: {tot['cells']} ({len(failed)} failed)",
         f"- wall time: {_fmt_seconds(tot['wall_seconds'])} = distill {_fmt_seconds(tot['distill_seconds'])}"
@@ -257,8 +278,7 @@ def _extra_summary(extras: _Extras) -> list[str]:
 
 
 def _result_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Result rows only: other Parquet tables under the results directory (``alignment/``) are read
-    along by :func:`read_results` and are dropped here."""
+    """The rows in :data:`COLUMNS` order; rows without a method (hand-made frames) are dropped."""
     frame = frame[frame["method"].notna()] if "method" in frame else frame.iloc[0:0]
     return frame.reindex(columns=COLUMNS).reset_index(drop=True)
 
@@ -316,14 +336,23 @@ def _alignment_outputs(root: Path, frame: pd.DataFrame, numbers: PaperNumbers, o
     return written
 
 
-def build_report(results: Path, out: Path, *, pdf: bool = True, paper: Path | None = None) -> list[Path]:
+def _log_warning(message: str) -> None:
+    log.warning("%s", message)
+
+
+def build_report(results: Path, out: Path, *, pdf: bool = True, paper: Path | None = None,
+                 rows: pd.DataFrame | None = None, notes: Sequence[str] = (),
+                 warn: Warn = _log_warning) -> list[Path]:
     """Render every table, figure and the summary for the results under ``results`` into ``out``.
 
     ``paper``: the published numbers (CSV) to put beside ours; by default :func:`find_paper_csv`
-    (``<results>/paper_results.csv``, else the packaged/repository copy). Returns the written paths,
-    sorted. Raises ``ValueError`` when there are no result rows or ``paper`` is not a readable CSV."""
+    (``<results>/paper_results.csv``, else the packaged/repository copy). ``rows``: the result rows to
+    report (default: every valid cell file's, :func:`benchmark.results.read_results`; ``python -m
+    benchmark report`` passes those of the current suite definitions, see :mod:`.stale`). ``notes``:
+    lines for the summary's totals; ``warn``: where warnings go (files not copied). Returns the written
+    paths, sorted. Raises ``ValueError`` when there are no result rows or ``paper`` is not a readable CSV."""
     root, out = Path(results), Path(out)
-    frame = _result_rows(read_results(root))
+    frame = _result_rows(read_results(root) if rows is None else rows)
     if frame.empty:
         raise ValueError(NO_RESULTS.format(root=root))
     numbers = _paper_numbers(root, paper)
@@ -378,9 +407,9 @@ def build_report(results: Path, out: Path, *, pdf: bool = True, paper: Path | No
 
     if sections or extras.paper or extras.alignment:
         written.append(_write_text(out / "tables.tex", _tables_document(sections, extras)))
-    grids = _copy_grids(frame, root, out)
+    grids = _copy_grids(frame, root, out, warn)
     written += grids
-    summary = _summary(root, totals(frame), sections, grids, failed_cells(frame), extras)
+    summary = _summary(root, totals(frame), sections, grids, failed_cells(frame), extras, notes)
     written.append(_write_text(out / "summary.md", summary))
     return sorted(written)
 

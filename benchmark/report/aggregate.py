@@ -39,17 +39,33 @@ REFERENCE_METHOD = "full_data"
 NO_BACKBONE = ""
 
 
-def method_sort_key(name: str) -> tuple[int, str]:
+#: How ``report --all`` names a method of a stale config: ``lgm [cfg 1a2b3c]``.
+STALE_MARK = " [cfg "
+
+
+def base_method(name: str) -> str:
+    """The method a row label names: ``lgm`` for both ``lgm`` and a stale ``lgm [cfg 1a2b3c]``."""
+    return str(name).split(STALE_MARK, 1)[0]
+
+
+def is_reference(name: str) -> bool:
+    return base_method(name) == REFERENCE_METHOD
+
+
+def method_sort_key(name: str) -> tuple[int, str, str]:
     """Canonical order: lgm, its ablations (known ones first, then other ``lgm_*``), neighbors,
-    centroids, kmeans, herding, random_real, other methods alphabetically, full_data last."""
-    if name == REFERENCE_METHOD:
-        return (99, name)
-    if name in CANONICAL_METHODS:
-        idx = CANONICAL_METHODS.index(name)
-        return (idx if idx < 4 else idx + 1, "")
-    if name.startswith("lgm_"):
-        return (4, name)
-    return (len(CANONICAL_METHODS) + 1, name)
+    centroids, kmeans, herding, random_real, other methods alphabetically, full_data last; a stale
+    config's label right after its method."""
+    base = base_method(name)
+    stale = name[len(base):]
+    if base == REFERENCE_METHOD:
+        return (99, base, stale)
+    if base in CANONICAL_METHODS:
+        idx = CANONICAL_METHODS.index(base)
+        return (idx if idx < 4 else idx + 1, "", stale)
+    if base.startswith("lgm_"):
+        return (4, base, stale)
+    return (len(CANONICAL_METHODS) + 1, base, stale)
 
 
 def order_methods(names) -> list[str]:

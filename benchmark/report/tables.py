@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-from .aggregate import REFERENCE_METHOD, is_cross_model, is_same_model, order_methods
+from .aggregate import REFERENCE_METHOD, is_cross_model, is_reference, is_same_model, order_methods
 
 DECIMALS = 2
 
@@ -204,7 +204,7 @@ def same_model_grid(rows: pd.DataFrame, title: str = "") -> Grid:
         "eval_backbone",
         row_order=order_methods(same["method"]),
         bold="max",
-        exclude_from_best=(REFERENCE_METHOD,),
+        exclude_from_best=(REFERENCE_METHOD, *(m for m in set(same["method"]) if is_reference(m))),
         corner="Method",
         title=title,
     )
