@@ -119,9 +119,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = suite.cells()
     if not cells:
         raise UsageError(f"suite {suite.name!r} with these filters has no cells; loosen --methods/--backbones")
-    try:  # every user error before any work: paths and device
-        output_directory(args.results, "--results", create=not args.dry_run)
+    try:  # every user error before any work: the device, then the results directory (made last)
         device = usable_device(parse_device(args.device))
+        output_directory(args.results, "--results", create=not args.dry_run)
     except (ValueError, RuntimeError) as err:
         raise UsageError(str(err)) from None
     if args.dry_run:
@@ -146,8 +146,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if not args.results.exists():
         raise UsageError(f"no results directory {args.results}; run `python -m benchmark run` first")
+    if not args.results.is_dir():
+        raise UsageError(f"--results {args.results} is a file, not a results directory")
     try:
-        output_directory(args.out, "--out")
+        output_directory(args.out, "--out", create=False)  # its shape now; made only when there is a report
     except ValueError as err:
         raise UsageError(str(err)) from None
     scan = scan_results(args.results)
@@ -159,6 +161,10 @@ def cmd_report(args: argparse.Namespace) -> int:
               "report without them", file=sys.stderr)
         return EXIT_FAILED_CELLS
     rows, notes = report_rows(scan.frame, args.all, args.results)
+    try:
+        output_directory(args.out, "--out")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     for note in notes:
         print(note)
     try:

@@ -66,6 +66,8 @@ SCHEMA = pa.schema([
     ("eval_backbone_identity", pa.string()),
     ("train_fingerprint", pa.string()),
     ("test_fingerprint", pa.string()),
+    ("dataset_revision", pa.string()),  # the Hub revision the rows were read at ("": not pinned, or local)
+    ("test_realigned_from", pa.string()),  # JSON: the test split's own class order when realigned by name
     ("git_sha", pa.string()),
     ("versions", pa.string()),  # JSON: lgm-bench, python, torch, timm, open_clip, datasets
     ("started_at", pa.timestamp("us", tz="UTC")),
@@ -132,9 +134,14 @@ def _type_name(t: pa.DataType) -> str:
     return {"large_string": "string"}.get(str(t), str(t))
 
 
+# Provenance columns added after the first release: files written before them are still read (the
+# columns come back empty); their cells are then stale, not broken.
+LATER_COLUMNS = ("distill_backbone_identity", "eval_backbone_identity", "dataset_revision", "test_realigned_from")
+
+
 def _check_schema(schema: pa.Schema) -> None:
     names = set(schema.names)
-    missing = [c for c in COLUMNS if c not in names]
+    missing = [c for c in COLUMNS if c not in names and c not in LATER_COLUMNS]
     extra = [c for c in schema.names if c not in COLUMNS]
     if missing or extra:
         parts = ([f"missing columns {', '.join(missing)}"] if missing else []) + (
@@ -186,7 +193,11 @@ def check_cell_file(path: Path) -> pd.DataFrame:
     except (OSError, pa.ArrowException) as err:
         raise InvalidCellFile(f"unreadable (truncated or not Parquet): {_first_sentence(err)}") from None
     _check_schema(table.schema)
-    frame = table.select(COLUMNS).to_pandas()
+    frame = table.select([c for c in COLUMNS if c in table.schema.names]).to_pandas()
+    for column in LATER_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    frame = frame[COLUMNS]
     _check_rows(frame, path)
     return frame
 

@@ -232,6 +232,8 @@ class Runner:
             "distill_backbone_identity": canonical_json(distill.key()) if distill else "",
             "eval_backbone_identity": canonical_json(backbone.identity.key()),
             "train_fingerprint": train.fingerprint, "test_fingerprint": test.fingerprint,
+            "dataset_revision": train.revision or "",
+            "test_realigned_from": canonical_json(list(test.realigned_from)) if test.realigned_from else "",
         }
         return fields
 

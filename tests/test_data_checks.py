@@ -124,6 +124,8 @@ def test_realigned_split_scores_as_the_consistent_one(tmp_path):
         frame = read_results(tmp_path / "results").set_index("dataset")
         assert (frame.status == "ok").all(), frame.error.tolist()
         assert frame.top1["t_swapped"] == frame.top1["t_same"] == 100.0
+        assert frame.test_realigned_from["t_swapped"] == '["c","b","a"]'  # the row says it was realigned
+        assert frame.test_realigned_from["t_same"] == "" and frame.dataset_revision.eq("").all()
     finally:
         for registry, name, _ in entries:
             registry._entries.pop(name)

@@ -121,7 +121,7 @@ def test_report_warns_and_exits_1_on_a_broken_cell_file(tmp_path, capsys) -> Non
     assert report(tmp_path, root) == 1
     err = capsys.readouterr().err
     assert str(path) in err and "unreadable" in err and "--allow-broken" in err
-    assert not list((tmp_path / "out").iterdir())  # checked writable before any work, nothing written
+    assert not (tmp_path / "out").exists()  # nothing written, not even the output directory
 
     assert report(tmp_path, root, "--allow-broken") == 0
     assert str(path) in capsys.readouterr().err
@@ -220,3 +220,17 @@ def test_run_moves_a_broken_cell_file_aside_and_runs_it_again(tmp_path, toy_runn
     bad = sorted(p.name for p in path.parent.glob("*.bad"))
     assert bad == [f"{path.name}.1.bad", f"{path.name}.bad"]
     assert len(read_results(results)) == 1
+
+
+def test_files_from_before_the_later_provenance_columns_are_still_read(tmp_path) -> None:
+    from benchmark.results import LATER_COLUMNS, InvalidCellFile, check_cell_file
+
+    root = results_with_two_cells(tmp_path)
+    path = root / "cells" / "s" / "a.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(list(LATER_COLUMNS)), path)
+    frame = check_cell_file(path)
+    assert list(frame.columns) == COLUMNS and frame["dataset_revision"].isna().all()
+    pq.write_table(table.drop_columns(["top1"]), path)
+    with pytest.raises(InvalidCellFile, match="missing columns top1"):
+        check_cell_file(path)
