@@ -8,7 +8,6 @@ import os
 import pytest
 
 from benchmark.cli import main
-from benchmark.results import write_cell
 
 
 def _file(tmp_path, name="afile"):
