@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -19,3 +20,13 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """
     root = os.environ.get("LGM_BENCH_TEST_CACHE") or str(tmp_path_factory.mktemp("lgm-bench-cache"))
     os.environ["LGM_BENCH_CACHE"] = root
+
+
+@pytest.fixture
+def one_thread():
+    """Toy-sized tensors on a shared 2-core machine: one intra-op thread is faster (no OpenMP contention)
+    and keeps timings steady. Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

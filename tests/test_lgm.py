@@ -35,14 +35,7 @@ from method.pyramid import (
 )
 from method.real import RealImages, sample_balanced, sample_indices
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Toy-sized ops on a shared 2-core machine: one thread avoids OpenMP contention (10x faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- toys ---------------------------------------------------------------------------------------------

@@ -36,12 +36,7 @@ from benchmark.types import Backbone, BackboneIdentity, LabeledImages, RunContex
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- helpers ------------------------------------------------------------------------------------------

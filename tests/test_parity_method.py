@@ -23,13 +23,7 @@ from method.gradients import head_gradient, matching_loss
 from method.pyramid import COLOR_CORRELATION, GrowthSchedule, PyramidImages
 from method.real import EpochBatches, RealImages
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- references, from reading the official code ----------------------------------------------------------

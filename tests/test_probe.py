@@ -33,13 +33,7 @@ C = 6  # classes: colours on a circle around grey, so class means are linearly s
 SIZE = 16  # backbone input size; images are 24 px
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def colour(c: int) -> np.ndarray:
