@@ -2,8 +2,9 @@
 
 ``LGMConfig`` carries the paper's defaults (METHOD.md section 1). A preset replaces some of them for a
 budget (``paper``, ``embedded_budget``, ``embedded``, ``smoke``); per-field options override the
-preset; an ablation variant pins the field it ablates. Every field lands in ``Method.config()`` (hence
-the result rows' config hash) and in the synthetic set's metadata.
+preset; an ablation variant pins the field it ablates. Every field lands in the synthetic set's metadata
+and, except those that cannot change a number (``RESULT_NEUTRAL``: ``micro_batch``), in
+``Method.config()`` (hence the result rows' config hash) and a checkpoint's identity.
 
 Two fields may be ``None`` and are then derived from the distilling backbone when the run starts:
 ``crop_res`` (``None``: the backbone's input size) and ``syn_res`` (``None``: ``round(crop_res * 256 /
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 Parameterization = Literal["pyramid", "pixel"]
 Precision = Literal["auto", "fp16", "bf16", "fp32"]
@@ -90,6 +91,16 @@ class LGMConfig:
     loss_scale: float = 1024.0  # applied with fp16 only
     # bookkeeping
     checkpoint_every: int = 100  # steps between atomic checkpoints (0: never)
+    # Not in the paper; changes memory only, never the result. Images per backbone pass in a step. None:
+    # the whole synthetic set x K in one pass with the graph kept (the official step). m: the exact same
+    # step in chunks of at most m images (a no-grad pass gives g_syn and dLoss/dz, then each chunk is
+    # recomputed with the graph and back-propagates its share; the real batch is embedded in chunks of
+    # m too): about one more forward pass, peak activation memory of m images. "auto": on CUDA, m from
+    # the free memory and the measured memory of a probe chunk (Distiller.resolve_micro_batch); on a
+    # CPU, None. Left out of the result identity (``RESULT_NEUTRAL``); the metadata records the m used.
+    micro_batch: int | str | None = None
+
+    RESULT_NEUTRAL: ClassVar[tuple[str, ...]] = ("micro_batch",)  # fields that cannot change a number
 
     def __post_init__(self) -> None:
         problems = []
@@ -127,6 +138,10 @@ class LGMConfig:
             problems.append("pyramid_max_res must be a positive integer or None (up to syn_res)")
         if self.pyramid_start_res < 1:
             problems.append("pyramid_start_res must be >= 1")
+        mb = self.micro_batch
+        if not (mb is None or mb == "auto" or (isinstance(mb, int) and not isinstance(mb, bool) and mb >= 1)):
+            problems.append(f"micro_batch must be None (one pass), a positive integer (images per backbone "
+                            f"pass) or 'auto', not {mb!r}")
         if problems:
             raise ValueError("bad LGM config: " + "; ".join(problems))
 
@@ -141,9 +156,11 @@ class LGMConfig:
         real = self.real_res if self.real_res is not None else syn
         return dataclasses.replace(self, crop_res=crop, syn_res=syn, real_res=real)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+    def to_dict(self, result_only: bool = False) -> dict[str, Any]:
+        """JSON-ready (tuples become lists). ``result_only``: without the fields that cannot change a
+        result (``RESULT_NEUTRAL``): what identifies a cell and a checkpoint."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+                if not (result_only and k in self.RESULT_NEUTRAL)}
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -200,6 +217,9 @@ def build_config(preset: str = "paper", overrides: dict[str, Any] | None = None,
     for name in ("syn_res", "crop_res", "real_res"):  # "auto": derive from the backbone (None)
         if values.get(name) == "auto":
             values[name] = None
+    mb = values.get("micro_batch")
+    if isinstance(mb, str) and mb.strip().isdigit():  # the command line gives "7"
+        values["micro_batch"] = int(mb)
     for name in ("crop_scale", "crop_ratio"):  # JSON/CLI give lists
         if name in values and values[name] is not None:
             values[name] = tuple(float(v) for v in values[name])

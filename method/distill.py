@@ -12,6 +12,12 @@ One step:
 Options beyond the paper (off in its preset; see ``LGMConfig``) replace step 3 by a bank of real
 features embedded once, centre both feature sets on the real mean, start from real images, or cap
 the pyramid's finest level.
+With ``micro_batch`` m (not in the paper) the same step runs in chunks of at most m images: a no-grad
+pass gives the synthetic features z, hence g_syn, the loss and dLoss/dz (autograd on a leaf copy of z);
+then each chunk is recomputed with the graph from the decoded images and back-propagates
+``dLoss/dz_chunk``; the decoded images' gradient, summed over the chunks, goes through the decode once.
+The augmentation of all N copies is drawn once, as in the one-batch step, and applied chunk by chunk, so
+the result is that of the one-batch step up to float summation order (tests: <= 1e-5 after 3 steps).
 On CUDA the backbone runs under fp16 autocast with the manual x1024 loss scale (bf16 optional, no
 scale); on a CPU everything is fp32. A step whose scaled gradients are not finite is skipped (counted in
 the metadata): the official code has no such guard, but it never fires unless fp16 overflows.
@@ -32,7 +38,7 @@ from torch import Tensor
 from benchmark.types import Backbone, LabeledImages
 
 from . import checkpoint
-from .augment import AugmentSpec, augment
+from .augment import AugmentSpec, apply_augment, augment, draw_augment, resize
 from .config import LGMConfig
 from .gradients import head_gradient, matching_loss, random_head
 from .pyramid import GrowthSchedule, PixelImages, PyramidImages, SyntheticImages
@@ -98,6 +104,9 @@ class Distiller:
         self.steps_timed = 0
         self.bank: tuple[Tensor, Tensor] | None = None  # (features, labels), built on first use
         self.bank_seconds = 0.0
+        # images per backbone pass (None: all at once); "auto" is resolved on the first step
+        self.micro_batch: int | None = None if cfg.micro_batch == "auto" and self.device.type != "cuda" \
+            else cfg.micro_batch  # type: ignore[assignment]
 
     # -- parts ---------------------------------------------------------------------------------------
     def _create_images(self) -> SyntheticImages:
@@ -128,9 +137,47 @@ class Distiller:
         with self._autocast():
             return self.backbone(x)
 
+    def _features_chunked(self, x: Tensor) -> Tensor:
+        """``_features`` in passes of at most ``micro_batch`` images (call it without grad)."""
+        m = self.micro_batch
+        if not isinstance(m, int) or len(x) <= m:
+            return self._features(x)
+        return torch.cat([self._features(x[start:start + m]) for start in range(0, len(x), m)])
+
+    def _synthetic_count(self) -> int:
+        return self.labels.numel() * (self.cfg.augs_per_batch if self.cfg.augment else 1)
+
+    def resolve_micro_batch(self) -> int | None:
+        """The images per backbone pass; ``"auto"`` (CUDA only; on a CPU it is None) is resolved once from a
+        probe: one pass with the graph over ``p`` unaugmented decoded images gives the peak memory per image,
+        and m = (80% of the free memory - the step's augmented input batches) / that, in [1, N]."""
+        if self.micro_batch != "auto":
+            return self.micro_batch
+        total = self._synthetic_count()
+        crop = self.cfg.crop_res
+        assert crop is not None
+        p = min(total, 8)
+        torch.cuda.synchronize(self.device)
+        with torch.no_grad():
+            decoded = self.images.decode()
+        probe = resize(decoded[torch.arange(p, device=self.device) % len(decoded)], crop).requires_grad_(True)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        self._features(probe).float().sum().backward()
+        per_image = max(1, (torch.cuda.max_memory_allocated(self.device) - before) // p)
+        del probe, decoded
+        free, _ = torch.cuda.mem_get_info(self.device)
+        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        inputs = 3 * total * 3 * crop * crop * 4  # augmented real batch, synthetic noise draws, spare
+        m = int(max(1, min(total, (0.8 * free - inputs) // per_image)))
+        log.info("LGM micro_batch auto: %d images per pass (%.1f MiB per image, %.1f GiB free)", m,
+                 per_image / 2**20, free / 2**30)
+        self.micro_batch = m
+        return m
+
     # -- identity and checkpoints --------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        return {"config": self.cfg.to_dict(), "backbone": _jsonable(self.backbone.identity.key()),
+        return {"config": self.cfg.to_dict(result_only=True), "backbone": _jsonable(self.backbone.identity.key()),
                 "train_fingerprint": self.train.fingerprint, "num_train": len(self.train),
                 "num_classes": self.num_classes, "ipc": self.ipc, "seed": self.seed,
                 "device_type": self.device.type}
@@ -185,7 +232,7 @@ class Distiller:
                 for start in range(0, len(rows), BANK_BATCH):
                     idx = rows[start:start + BANK_BATCH]
                     x = self.real.batch(idx, gen).to(self.device, non_blocking=True)
-                    feats.append(self._features(augment(x, self.spec, gen, dev_gen)).float())
+                    feats.append(self._features_chunked(augment(x, self.spec, gen, dev_gen)).float())
             self.bank = (torch.cat(feats), self.train_labels[rows].to(self.device))
             self.bank_seconds = time.perf_counter() - started
             log.info("LGM real bank: %d views embedded in %.1f s", len(rows), self.bank_seconds)
@@ -206,7 +253,7 @@ class Distiller:
         x = self.real.batch(idx, self.gen).to(self.device, non_blocking=True)
         y = self.train_labels[idx].to(self.device)
         with torch.no_grad():
-            z = self._features(augment(x, self.spec, self.gen, self.dev_gen))
+            z = self._features_chunked(augment(x, self.spec, self.gen, self.dev_gen))
             return self._real_head_gradient(z, y, weight, bias)
 
     def _real_head_gradient(self, z: Tensor, y: Tensor, weight: Tensor,
@@ -223,17 +270,56 @@ class Distiller:
         z = self._features(augment(x, self.spec, self.gen, self.dev_gen))
         return head_gradient(z if centre is None else z.float() - centre, y, weight, bias)
 
+    def chunked_backward(self, g_real: Tensor, weight: Tensor, bias: Tensor, centre: Tensor | None,
+                         m: int) -> Tensor:
+        """The loss of ``synthetic_gradient`` + ``matching_loss``, and its scaled backward into the image
+        parameters, with at most ``m`` images per backbone pass. Returns the (detached) loss."""
+        copies = self.cfg.augs_per_batch if self.cfg.augment else 1
+        decoded = self.images.decode()
+        n = decoded.shape[0]
+        total = n * copies
+        y = self.labels.repeat(copies)
+        rows = torch.arange(total, device=decoded.device) % n  # the rows of decoded.repeat(copies, 1, 1, 1)
+        # every draw of the one-batch step, made once for all N copies in the same order and amounts
+        draw = draw_augment(total, decoded.shape[1], decoded.dtype, self.spec, self.gen, self.dev_gen) \
+            if self.cfg.augment else None
+        chunks = [(start, min(start + m, total)) for start in range(0, total, m)]
+
+        def views(source: Tensor, start: int, stop: int) -> Tensor:
+            x = source.index_select(0, rows[start:stop])
+            return resize(x, self.spec.out_size) if draw is None else apply_augment(x, self.spec,
+                                                                                     draw.rows(start, stop))
+
+        leaf = decoded.detach().requires_grad_(True)
+        with torch.no_grad():
+            z = torch.cat([self._features(views(leaf, a, b)) for a, b in chunks])
+        z.requires_grad_(True)
+        g_syn = head_gradient(z if centre is None else z.float() - centre, y, weight, bias)
+        loss = matching_loss(g_real, g_syn)
+        (loss * self.loss_scale).backward()  # -> scale * dLoss/dz in z.grad
+        dz = z.grad
+        assert dz is not None
+        for a, b in chunks:  # each chunk's share, accumulated in leaf.grad
+            self._features(views(leaf, a, b)).backward(dz[a:b])
+        decoded.backward(leaf.grad)  # one backward through the decode into the pyramid levels
+        return loss.detach()
+
     def step(self) -> float:
         """Run update ``step_done`` (0-indexed); returns its meta-loss."""
         if self.images.maybe_grow(self.step_done, self.schedule, self.gen):
             self.optimizer = self._make_optimizer()
+        m = self.resolve_micro_batch()
         weight, bias = random_head(self.num_classes, self.backbone.feature_dim, self.cfg.head_std,
                                    self.dev_gen, self.device)
         g_real, centre = self.real_gradient(weight, bias)
-        g_syn = self.synthetic_gradient(weight, bias, centre)
-        loss = matching_loss(g_real, g_syn)
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss * self.loss_scale).backward()
+        if m is None or m >= self._synthetic_count():  # one pass: the official step
+            g_syn = self.synthetic_gradient(weight, bias, centre)
+            loss = matching_loss(g_real, g_syn)
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss * self.loss_scale).backward()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.chunked_backward(g_real, weight, bias, centre, m)
         params = self.images.parameters()
         if self.loss_scale != 1.0:
             for p in params:
@@ -255,6 +341,8 @@ class Distiller:
 
         self.try_resume()
         total = self.schedule.updates
+        if self.step_done < total:
+            self.resolve_micro_batch()  # before the bank, which is embedded in chunks of it too
         if self.cfg.real_bank and self.step_done < total:
             self.real_bank()  # built before the timed steps: its time is recorded apart
         every = self.cfg.checkpoint_every
@@ -301,7 +389,9 @@ class Distiller:
             "loss_scale": self.loss_scale, "real_preloaded": self.real.preloaded,
             "real_bank_views": 0 if self.bank is None else len(self.bank[1]),
             "real_bank_seconds": self.bank_seconds, "init_rows": self.init_rows,
-            "image_size": self.cfg.syn_res, "pyramid_levels": [t.shape[-1] for t in self.images.levels],
+            "image_size": self.cfg.syn_res,
+            "micro_batch": self.micro_batch if isinstance(self.micro_batch, int) else None,
+            "pyramid_levels": [t.shape[-1] for t in self.images.levels],
         }
 
 

@@ -31,8 +31,9 @@ class LGM(Method):
 
     def config(self) -> dict[str, Any]:
         """Every field of the run's config (``crop_res``/``syn_res`` ``None``: derived from the distilling
-        backbone's input size, whose identity is part of every artifact key; the metadata has the values)."""
-        return {"method": self.name, "preset": self.options.preset, **self.lgm_config.to_dict()}
+        backbone's input size, whose identity is part of every artifact key; the metadata has the values),
+        except ``micro_batch``, which cannot change a result and so is not part of the cell's identity."""
+        return {"method": self.name, "preset": self.options.preset, **self.lgm_config.to_dict(result_only=True)}
 
     def synthesize(self, train: LabeledImages, backbone: Backbone | None, ipc: int, seed: int,
                    ctx: RunContext) -> SyntheticSet:

@@ -304,7 +304,9 @@ def test_paper_defaults_presets_and_variants():
     assert conf["method"] == "lgm" and conf["preset"] == "embedded" and conf["steps"] == 7
     assert conf["crop_scale"] == [0.2, 0.9] and conf["noise_mean"] == PRESETS["embedded"]["noise_mean"]
     assert METHODS.get("lgm")().config()["noise_mean"] == LGMConfig().noise_mean == 0.5  # paper-time default
-    assert set(LGMConfig.field_names()) <= set(conf)
+    # every field that can change a number is in the cell's identity; micro_batch (memory only) is not
+    assert set(LGMConfig.field_names()) - set(LGMConfig.RESULT_NEUTRAL) <= set(conf)
+    assert LGMConfig.RESULT_NEUTRAL == ("micro_batch",) and "micro_batch" not in conf
     json.dumps(conf)
     assert METHODS.get("lgm")().config()["steps"] == 5000
     assert METHODS.get("lgm_no_decorrelate")().config()["decorrelate"] is False
