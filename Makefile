@@ -39,8 +39,8 @@ slow: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-bench: setup  ## CPU time of one LGM step per bundled backbone
-	$(PY) benchmarks/bench_lgm_step.py
+bench: setup  ## speed benchmarks (pytest-benchmark), saved under .benchmarks/ (compare: BENCH_ARGS=--benchmark-compare)
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tox .cache results/cells results/artifacts reports
