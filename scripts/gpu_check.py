@@ -127,7 +127,8 @@ def main() -> None:
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1))
     lines = [f"device: {report['device']}, torch {report['torch']}, {args.arch} at {args.size} px",
              f"features (no grad, {report['features']['dtype']}): {report['features']['images_per_s']:.0f} images/s",
-             "", "| classes x K | precision | micro_batch | s/step | CUDA-event s/step | peak GiB |", "|---|---|---|---|---|---|"]
+             "", "| classes x K | precision | micro_batch | s/step | CUDA-event s/step | peak GiB |",
+             "|---|---|---|---|---|---|"]
     for r in report["lgm"]:
         ev = "" if r["cuda_event_s_per_step"] is None else f"{r['cuda_event_s_per_step']:.2f}"
         mem = "" if r["peak_mem_gib"] is None else f"{r['peak_mem_gib']:.1f}"
