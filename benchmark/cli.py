@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ipc", nargs="+", type=int, metavar="K", help="images per class")
     run.add_argument("--seeds", type=int, metavar="N", help="probe seeds per cell (and selection seeds "
                      "for random real images)")
-    run.add_argument("--protocol", help="probe protocol: paper (METHOD.md section 2) or fast "
+    run.add_argument("--protocol", help="probe protocol: paper (docs/evaluation.md) or fast "
                      "(cached features, lr chosen on a validation split of train)")
     run.add_argument("--results", type=directory_arg, default=Path("results"), help="results directory "
                      "(default: ./results)")

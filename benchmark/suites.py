@@ -230,7 +230,7 @@ SMOKE = register_suite(Suite(
 
 DEFAULT_SUITE = DEFAULT.name
 
-# -- the paper's experiments (METHOD.md section 5) -------------------------------------------------
+# -- the paper's experiments (the paper's Tables 1-5) -------------------------------------------------
 
 PAPER_BACKBONES = ["clip_vitb16", "dinov2_vitb14", "eva02_vitb14", "mocov3_vitb16"]
 PAPER_METHODS = ["lgm", "neighbors", "centroids", "random_real", "full_data"]

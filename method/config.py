@@ -1,6 +1,6 @@
 """The typed configuration of one LGM distillation run, its named presets, and how options resolve.
 
-``LGMConfig`` carries the paper's defaults (METHOD.md section 1). A preset replaces some of them for a
+``LGMConfig`` carries the paper's defaults (docs/method.md). A preset replaces some of them for a
 budget (``paper``, ``embedded_budget``, ``embedded``, ``smoke``); per-field options override the
 preset; an ablation variant pins the field it ablates. Every field lands in the synthetic set's metadata
 and, except those that cannot change a number (``RESULT_NEUTRAL``: ``micro_batch``), in
@@ -169,7 +169,7 @@ class LGMConfig:
 
 # Named budgets, chosen by the suite through the ``preset`` option.
 PRESETS: dict[str, dict[str, Any]] = {
-    # METHOD.md section 1 exactly.
+    # docs/method.md, the `paper` column.
     "paper": {},
     # The paper's method at the embedded default's CPU budget (two bundled backbones, Fashion-MNIST, 1
     # image per class): only budget departures, each measured with the fast probe. K = 2 instead of 10

@@ -1,4 +1,4 @@
-"""The LGM loop (METHOD.md section 1): match the gradient of a fresh random linear head on real and
+"""The LGM loop (docs/method.md): match the gradient of a fresh random linear head on real and
 synthetic batches through a frozen backbone, and update the synthetic images with Adam.
 
 One step:

@@ -1,4 +1,4 @@
-"""``lgm`` and its ablations as registered methods (METHOD.md section 1; Table 3 for the ablations)."""
+"""``lgm`` and its ablations as registered methods (docs/method.md; the paper's Table 3 for the ablations)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's backbones (METHOD.md section 3, ASSETS.md section 1): five ViT-B models at 224 px.
+"""The paper's backbones (docs/evaluation.md, "Backbones"): five ViT-B models at 224 px.
 
 =================  ========================================================================  =====
 entry              weights and feature                                                       dim

@@ -2,7 +2,7 @@
 
 Importing this package registers the built-in protocols in ``benchmark.registries.PROBES``:
 
-- ``paper``: the paper's protocol (METHOD.md section 2): augmented images through the frozen backbone,
+- ``paper``: the paper's protocol (docs/evaluation.md): augmented images through the frozen backbone,
   Adam with the linear-scaling learning-rate rule, cosine schedule, no selection on test.
 - ``fast``: a head on cached features whose learning rate is chosen on a validation split carved from the
   training split (never the test split); seconds on a CPU.

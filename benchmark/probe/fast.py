@@ -1,6 +1,6 @@
 """``fast``: a linear head on cached features, its learning rate chosen on a validation split of train.
 
-Why: with few classes the paper's rule gives a tiny learning rate (METHOD.md, "Pitfall on small sets"), so
+Why: with few classes the paper's rule gives a tiny learning rate (docs/evaluation.md, "Small sets"), so
 small suites use this probe. Features, embedded once per set: with ``train_views`` 0, one centre view
 per image (real-image sets through the feature cache, synthetic images like the test split); with
 ``train_views`` V > 0, V views of every image drawn with the paper probe's training augmentation (flip +

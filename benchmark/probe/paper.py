@@ -1,4 +1,4 @@
-"""``paper``: the paper's evaluation protocol (METHOD.md section 2), as the official code runs it.
+"""``paper``: the paper's evaluation protocol (docs/evaluation.md), as the official code runs it.
 
 A new linear head (weight ~ N(0, 0.01^2), bias 0) on the frozen evaluating backbone, trained on the set's
 images with flip + random resized crop to the backbone's input size (area 0.08-1, ratio 3/4-4/3, no
@@ -72,7 +72,7 @@ class PaperOptions:
     min_scale: float = 0.08  # random resized crop area fraction in [min_scale, 1]
     crop_fit: bool = False  # False: the official crop (may overhang: zero padding); True: crops fit
     amp: bool = True  # fp16 autocast + grad scaler, on CUDA only
-    lr_scale: float = 1.0  # multiplies the learning rate (1.0 = the paper; see METHOD.md "Pitfall")
+    lr_scale: float = 1.0  # multiplies the learning rate (1.0 = the paper; see docs/evaluation.md "Small sets")
     lr_gpu_divisor: int = 1  # the official lr is divided by its GPU count; 1 = one GPU
     full_data: bool | None = None  # None: from synset.metadata["full_data"]
     full_data_epochs: int = 100
