@@ -61,7 +61,7 @@ def backbone_need(name: str) -> str:
 
 
 def estimate(suite: Suite, sizes: dict[str, tuple[int, int, int]] | None = None) -> Estimate:
-    """``sizes``: dataset -> (classes, train images, test images), where known (e.g. from ASSETS.md)."""
+    """``sizes``: dataset -> (classes, train images, test images), where known (e.g. ``KNOWN_SIZES``)."""
     sizes = sizes or {}
     est = Estimate()
     sets = {(c.dataset, c.method, c.distill_backbone, c.ipc, c.method_seed) for c in suite.cells()}
@@ -83,7 +83,7 @@ def estimate(suite: Suite, sizes: dict[str, tuple[int, int, int]] | None = None)
     return est
 
 
-# Classes, train and test images of the paper's datasets (ASSETS.md), for the estimate only.
+# Classes, train and test images of the paper's datasets (docs/assets.md), for the estimate only.
 KNOWN_SIZES = {
     "imagenet1k": (1000, 1_281_167, 50_000), "imagenet100": (100, 126_689, 5_000),
     "cub200": (200, 5_994, 5_794), "stanford_dogs": (120, 12_000, 8_580), "flowers102": (102, 1_020, 6_149),

@@ -26,7 +26,7 @@ from benchmark.data import (  # noqa: E402
 from benchmark.registries import DATASETS  # noqa: E402
 from benchmark.types import Preprocess  # noqa: E402
 
-# What ASSETS.md section 1 documents, written out independently of the table in benchmark/data/paper.py:
+# What docs/assets.md documents, written out independently of the table in benchmark/data/paper.py:
 # key -> (Hub id, train split, test split, group column).
 HUB_LAYOUT = {
     "imagenet1k": ("ILSVRC/imagenet-1k", "train", "validation", None),

