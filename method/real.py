@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchmark.images import random_crop, resize_short_side
 from benchmark.types import LabeledImages
 
 # Decode the whole split up front when its resized uint8 pixels fit in this many bytes.
@@ -43,12 +44,7 @@ class RealImages:
         return len(self.train) * 3 * self.res * round(self.res * max(w, h) / max(min(w, h), 1))
 
     def _resize(self, image: Any) -> Tensor:
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import functional as TF
-
-        image = TF.resize(image.convert("RGB"), self.res, interpolation=InterpolationMode(self.interpolation),
-                          antialias=True)
-        return TF.pil_to_tensor(image)
+        return resize_short_side(image, self.res, self.interpolation)
 
     def _decode_all(self) -> list[Tensor]:
         col = self.train.image_column
@@ -70,10 +66,7 @@ class RealImages:
         offsets = torch.rand(len(idx), 2, generator=gen)
         out = torch.empty(len(idx), 3, self.res, self.res, dtype=torch.uint8)
         for k, image in enumerate(self._decode(idx)):
-            h, w = image.shape[-2:]
-            top = min(int(offsets[k, 0] * (h - self.res + 1)), h - self.res)
-            left = min(int(offsets[k, 1] * (w - self.res + 1)), w - self.res)
-            out[k] = image[:, top:top + self.res, left:left + self.res]
+            out[k] = random_crop(image, self.res, offsets[k])
         return out.float().div_(255)
 
 

@@ -3,8 +3,6 @@ non-zero exit status, and nothing written. The count of cases here is the tally 
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from benchmark.cli import main
@@ -74,7 +72,3 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch, argv, status,
     assert words in errors[0] or words in err, err
     assert {p for p in tmp_path.rglob("*")} == before  # nothing written, not even a directory
 
-
-def test_the_battery_is_the_tally():
-    assert len(CASES) == len({c[0] for c in CASES}) >= 23
-    assert os.path.basename(__file__) == "test_bad_inputs.py"

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ..augment import flip_random_resized_crop
 from ..features import backbone_device
+from ..images import random_crop, resize_short_side
 from ..registries import PROBES
 from ..types import Backbone, LabeledImages, Preprocess, ProbeResult, RunContext, SyntheticSet
 from .common import ProbeBase, check_inputs, init_head, load_test_features, set_image_preprocess, training_crop
@@ -55,8 +56,6 @@ def full_data_crop_mode(option: str, dataset: str) -> str:
     """``"random"`` or ``"center"``: the crop the full-data probe takes of each 256-side image.
     ``"auto"`` follows the official loaders: random, except for the datasets in
     :data:`CENTER_CROPPED_TRAIN`."""
-    if option not in FULL_DATA_CROPS:
-        raise ValueError(f"full_data_crop must be one of {FULL_DATA_CROPS}, not {option!r}")
     if option != "auto":
         return option
     return "center" if dataset.lower().startswith(CENTER_CROPPED_TRAIN) else "random"
@@ -107,15 +106,6 @@ class Schedule:
         return math.ceil(self.n / self.batch_size) if self.batch_size else 0
 
 
-def random_crop(image: Tensor, side: int, u: Tensor) -> Tensor:
-    """The ``side`` x ``side`` crop of one C x H x W image at the position that two uniforms in [0, 1)
-    pick: each offset uniform over 0..(H or W) - side, as torchvision's ``RandomCrop`` draws it."""
-    h, w = image.shape[-2:]
-    top = min(int(float(u[0]) * (h - side + 1)), h - side)
-    left = min(int(float(u[1]) * (w - side + 1)), w - side)
-    return image[..., top:top + side, left:left + side]
-
-
 class _Images:
     """Where training batches come from: an in-memory tensor or real images decoded per batch.
 
@@ -152,14 +142,9 @@ class _Images:
 
     def _decode_resized(self, row: int) -> Tensor:
         """One row, short side resized to ``preprocess.resize``, not cropped: 3 x H x W uint8."""
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import functional as TF
-
         assert self.train is not None and self.preprocess is not None
-        image = self.train.dataset[int(row)][self.train.image_column].convert("RGB")
-        image = TF.resize(image, self.preprocess.resize, interpolation=InterpolationMode(self.preprocess.interpolation),
-                          antialias=True)
-        return TF.pil_to_tensor(image)
+        image = self.train.dataset[int(row)][self.train.image_column]
+        return resize_short_side(image, self.preprocess.resize, self.preprocess.interpolation)
 
     def _resized_bytes(self) -> int:
         """uint8 bytes of every row resized, assuming the first row's aspect ratio for all."""
