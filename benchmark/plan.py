@@ -94,10 +94,10 @@ KNOWN_SIZES = {
 
 def describe_plan(suite: Suite, results: Path, is_done: Any) -> str:
     cells = suite.cells()
-    done = sum(bool(is_done(results, c)) for c in cells)
-    lines = [f"suite {suite.name}: {len(cells)} cells ({done} already done), protocol {suite.protocol}, "
+    done = [bool(is_done(results, c)) for c in cells]  # one read of each cell file
+    lines = [f"suite {suite.name}: {len(cells)} cells ({sum(done)} already done), protocol {suite.protocol}, "
              f"{max((len(c.probe_seeds) for c in cells), default=0)} probe seeds per cell"]
-    lines += [("  [done] " if is_done(results, c) else "  [todo] ") + c.describe() for c in cells]
+    lines += [("  [done] " if d else "  [todo] ") + c.describe() for c, d in zip(cells, done, strict=True)]
     by_method = Counter(c.method for c in cells)
     lines.append("cells per method: " + ", ".join(f"{m} {n}" for m, n in by_method.items()))
     lines.append("needs:")
