@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from benchmark.embedding import embed_tensor
 from benchmark.probe.common import center_view
 from benchmark.registries import METHODS
 from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
@@ -30,29 +31,13 @@ class NeighborsOptions:
     unique: bool = False  # False: argmax per distilled image (official); True: one-to-one greedy matching
 
 
-def embed_images(backbone: Backbone, images: torch.Tensor, batch_size: int,
-                 device: torch.device) -> torch.Tensor:
-    """Backbone embeddings of Nx3xHxW images in [0, 1], in chunks, without gradients -> float64 CPU.
+def embed_images(backbone: Backbone, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Backbone embeddings of Nx3xHxW images in [0, 1] (``benchmark.embedding.embed_tensor``) -> float64 CPU.
 
     Each image is seen through its centre crop in the test geometry (``center_view``: 224 of 256 px for
     a 224 backbone), as the official code crops distilled images before embedding them."""
     images = center_view(images, backbone.input_size)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size].to(device, torch.float32)
-            out.append(backbone(chunk).detach().to("cpu", torch.float64))
-    if not out:
-        return torch.empty(0, backbone.feature_dim, dtype=torch.float64)
-    return torch.cat(out)
-
-
-def backbone_device(backbone: Backbone, fallback: torch.device) -> torch.device:
-    for t in backbone.parameters():
-        return t.device
-    for t in backbone.buffers():
-        return t.device
-    return fallback
+    return embed_tensor(backbone, images, batch_size=batch_size).to(torch.float64)
 
 
 @METHODS.register("neighbors")
@@ -63,8 +48,10 @@ class Neighbors(Method):
     Needs the ``lgm`` artifact to exist."""
 
     name = "neighbors"
+    display_name = "Neighbors"
     description = "per LGM-distilled image, the most cosine-similar same-class real image (run lgm first)"
     Options = NeighborsOptions
+    requires = (SOURCE,)
 
     def synthesize(self, train: LabeledImages, backbone: Backbone | None, ipc: int, seed: int,
                    ctx: RunContext) -> SyntheticSet:
@@ -73,15 +60,14 @@ class Neighbors(Method):
         if distilled is None:
             raise RuntimeError(
                 f"neighbors needs the {SOURCE} artifact for (dataset={train.name}, backbone={backbone.name}, "
-                f"ipc={ipc}, seed={seed}), which does not exist yet; run the {SOURCE} method first, e.g. "
-                f"`python -m benchmark run --methods {SOURCE} neighbors ...` ({SOURCE} listed first)")
+                f"ipc={ipc}, seed={seed}), which does not exist yet; run both, e.g. "
+                f"`python -m benchmark run --methods {SOURCE} neighbors ...` (the runner makes {SOURCE} first)")
         if distilled.images is None:
             raise RuntimeError(f"the {SOURCE} artifact for (dataset={train.name}, backbone={backbone.name}, "
                                f"ipc={ipc}, seed={seed}) holds no images to find neighbours of")
         labels = distilled.labels.long().cpu()
         if len(labels) and (labels.min() < 0 or labels.max() >= train.num_classes):
             raise ValueError(f"the {SOURCE} artifact has labels outside 0..{train.num_classes - 1}")
-        device = backbone_device(backbone, ctx.device)
         batch_size = self.options.batch_size
         picks, sims = [], []
         for c in range(train.num_classes):
@@ -90,7 +76,7 @@ class Neighbors(Method):
                 continue
             members = class_members(train, c, len(rows) if self.options.unique else 1)
             real = F.normalize(ctx.features(backbone, train, indices=members).to("cpu", torch.float64), dim=1)
-            fake = F.normalize(embed_images(backbone, distilled.images[rows], batch_size, device), dim=1)
+            fake = F.normalize(embed_images(backbone, distilled.images[rows], batch_size), dim=1)
             sim = fake @ real.T  # distilled x real cosine similarities
             if self.options.unique:
                 match = dict(greedy_unique_assignment(-sim))  # distilled row -> real column

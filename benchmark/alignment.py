@@ -162,7 +162,8 @@ def compute_alignment(test: Any, backbones: Mapping[str, Any], features: Any, *,
                       chunk_size: int = DEFAULT_CHUNK) -> pd.DataFrame:
     """Alignment of ``backbones`` (name -> :class:`~benchmark.types.Backbone`) on a seeded sample of
     ``n`` images of the split ``test`` (:class:`~benchmark.types.LabeledImages`), embedding through the
-    feature cache ``features`` (a :class:`~benchmark.types.FeatureSource`)."""
+    feature cache ``features`` (a :class:`~benchmark.types.FeatureSource`; the runner's decodes and
+    embeds through ``benchmark.embedding``, sliced from the split's cached features when they exist)."""
     rows = sample_indices(len(test), n, seed)
     index = torch.as_tensor(rows)
     feats = {name: features(bb, test, index) for name, bb in backbones.items()}

@@ -27,7 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .embedding import backbone_device, check_workers, compute_dtype, default_workers, embed_rows, embed_tensor
 from .hashing import canonical_json
+from .locks import held
 from .paths import atomic_write_bytes, features_dir
 from .types import Backbone, LabeledImages, Preprocess
 
@@ -41,15 +43,6 @@ _DTYPE = torch.float32
 
 class CacheEntryError(Exception):
     """A cache entry on disk that must not be used (why is in the message)."""
-
-
-def backbone_device(backbone: torch.nn.Module) -> torch.device:
-    """The device a backbone lives on (its buffers or parameters; CPU when it has neither)."""
-    for tensor in backbone.buffers():
-        return tensor.device
-    for tensor in backbone.parameters():
-        return tensor.device
-    return torch.device("cpu")
 
 
 def indices_hash(indices: Tensor | Sequence[int] | None) -> str:
@@ -84,14 +77,18 @@ class FeatureCache:
     ``cache(backbone, data, indices=None, preprocess=None)`` returns float32 CPU features, one row per
     requested row, in the requested order. ``preprocess`` defaults to ``backbone.preprocess`` (resize to
     size*256/224, centre crop). ``memory_bytes`` caps the in-process LRU layer (0 disables it).
-    Returned tensors are copies: callers may modify them.
+    Returned tensors are copies: callers may modify them. Rows are decoded by ``workers`` DataLoader
+    processes (None: ``benchmark.embedding.default_workers()``; 0: in this process), which never
+    changes a feature; on CUDA the backbone runs under bf16 autocast unless ``autocast=False``.
     """
 
     def __init__(self, root: Path | None = None, batch_size: int = 128, progress: bool = True,
-                 memory_bytes: int = 2 << 30) -> None:
+                 memory_bytes: int = 2 << 30, workers: int | None = None, autocast: bool = True) -> None:
         self.root = Path(root) if root is not None else features_dir()
         self.batch_size = int(batch_size)
         self.progress = progress
+        self.workers = default_workers() if workers is None else check_workers(workers)
+        self.autocast = bool(autocast)
         self.memory_bytes = int(memory_bytes)
         self._memory: OrderedDict[str, Tensor] = OrderedDict()
         self._memory_used = 0
@@ -100,10 +97,11 @@ class FeatureCache:
     # -- keys and paths ------------------------------------------------------------------------------
     @staticmethod
     def key_fields(backbone: Backbone, data: LabeledImages, indices: Tensor | Sequence[int] | None = None,
-                   preprocess: Preprocess | None = None) -> dict[str, Any]:
-        """Everything the key is the hash of."""
+                   preprocess: Preprocess | None = None, compute: torch.dtype = _DTYPE) -> dict[str, Any]:
+        """Everything the key is the hash of. ``compute`` is the dtype the backbone ran in: only a
+        non-fp32 one (bf16 autocast on CUDA) adds a field, so every fp32 key is what it always was."""
         preprocess = preprocess or backbone.preprocess
-        return {
+        fields = {
             "format": CACHE_FORMAT_VERSION,
             "backbone": backbone.identity.key(),
             "preprocess": preprocess.key(),
@@ -111,10 +109,14 @@ class FeatureCache:
             "indices": indices_hash(indices),
             "dtype": str(_DTYPE).removeprefix("torch."),
         }
+        if compute != _DTYPE:
+            fields["compute"] = str(compute).removeprefix("torch.")
+        return fields
 
     def key(self, backbone: Backbone, data: LabeledImages, indices: Tensor | Sequence[int] | None = None,
             preprocess: Preprocess | None = None) -> str:
-        fields = self.key_fields(backbone, data, indices, preprocess)
+        compute = compute_dtype(backbone_device(backbone), self.autocast)
+        fields = self.key_fields(backbone, data, indices, preprocess, compute)
         return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
 
     def paths(self, key: str) -> tuple[Path, Path]:
@@ -158,16 +160,7 @@ class FeatureCache:
 
     def embed_images(self, backbone: Backbone, images: Tensor, batch_size: int | None = None) -> Tensor:
         """Features (float32, CPU) of in-memory images (Nx3xHxW in [0, 1]); nothing is cached."""
-        batch_size = batch_size or self.batch_size
-        device = backbone_device(backbone)
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                x = images[start:start + batch_size].to(device=device, dtype=torch.float32)
-                out.append(backbone.embed(x).to(dtype=_DTYPE, device="cpu"))
-        if not out:
-            return torch.empty(0, int(getattr(backbone, "feature_dim", 0)), dtype=_DTYPE)
-        return torch.cat(out)
+        return embed_tensor(backbone, images, batch_size=batch_size or self.batch_size, autocast=self.autocast)
 
     def clear_memory(self) -> None:
         self._memory.clear()
@@ -264,28 +257,24 @@ class FeatureCache:
             "torch": torch.__version__,
         }
         try:
-            atomic_write_bytes(feat_path, blob)
-            atomic_write_bytes(manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            with held(feat_path.parent / key, f"the feature cache entry {key[:16]}"):
+                if manifest_path.exists():  # another process wrote the entry while this one built it
+                    try:
+                        self._load_checked(key, feat_path, manifest_path, len(features))
+                        return  # keep theirs: one writer per entry, the manifest always matches its file
+                    except CacheEntryError:
+                        pass
+                atomic_write_bytes(feat_path, blob)
+                atomic_write_bytes(manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
         except OSError as err:
             log.warning("feature cache: could not write %s (%s); features are used but not cached",
                         feat_path, err)
 
     # -- compute -------------------------------------------------------------------------------------
     def _build(self, backbone: Backbone, data: LabeledImages, rows: Tensor, preprocess: Preprocess) -> Tensor:
-        from tqdm.auto import tqdm
-
-        device = backbone_device(backbone)
-        out: list[Tensor] = []
         started = time.perf_counter()
-        desc = f"features {backbone.name} {data.name}/{data.split}"
-        with torch.no_grad(), tqdm(total=len(rows), desc=desc, unit="img", disable=not self.progress,
-                                   leave=False) as bar:
-            for start in range(0, len(rows), self.batch_size):
-                batch = rows[start:start + self.batch_size]
-                x = data.load(batch, preprocess).to(device=device, dtype=torch.float32)
-                out.append(backbone.embed(x).to(dtype=_DTYPE, device="cpu"))
-                bar.update(len(batch))
-        features = torch.cat(out) if out else torch.empty(0, int(backbone.feature_dim), dtype=_DTYPE)
+        features = embed_rows(backbone, data, rows, preprocess, batch_size=self.batch_size, workers=self.workers,
+                              autocast=self.autocast, progress=self.progress)
         log.info("feature cache: embedded %d rows of %s/%s with %s in %.1fs", len(rows), data.name,
                  data.split, backbone.name, time.perf_counter() - started)
         return features.contiguous()

@@ -62,7 +62,7 @@ class Distiller:
 
     def __init__(self, cfg: LGMConfig, train: LabeledImages, backbone: Backbone, ipc: int, seed: int,
                  device: torch.device | str = "cpu", artifact_dir: Path | None = None, progress: bool = False,
-                 on_step: Callable[[int, float], None] | None = None) -> None:
+                 on_step: Callable[[int, float], None] | None = None, workers: int = 0) -> None:
         if cfg.syn_res is None or cfg.crop_res is None or cfg.real_res is None:
             raise ValueError("Distiller needs a resolved config (LGMConfig.resolve(input_size))")
         if ipc < 1:
@@ -89,7 +89,8 @@ class Distiller:
         # all randomness of the run: small draws on the CPU, noise and heads on the device
         self.gen = torch.Generator().manual_seed(seed)
         self.dev_gen = torch.Generator(self.device).manual_seed((seed + DEVICE_SEED_OFFSET) % 2**63)
-        self.real = RealImages(train, cfg.real_res, interpolation=backbone.identity.interpolation)
+        self.real = RealImages(train, cfg.real_res, interpolation=backbone.identity.interpolation,
+                               workers=workers)
         self.schedule = GrowthSchedule(cfg.steps, cfg.grow_every, cfg.schedule)
         self.epoch_batches = (EpochBatches(len(train), ipc * cfg.augs_per_batch * self.num_classes, seed)
                               if cfg.real_sampling == "epoch" and not cfg.real_bank else None)

@@ -2,31 +2,38 @@
 
 Small splits are decoded once and kept as uint8 tensors (one per image, short side ``res``); larger ones
 are decoded per step. Both paths draw the crop positions from the caller's generator in the same way and
-give identical batches, so the choice never changes a result.
+give identical batches, so the choice never changes a result. Either way the rows are decoded through
+``benchmark.embedding.decode_rows`` (DataLoader workers), which gives the same pixels in the same order
+for any number of workers.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from benchmark.embedding import check_workers, decode_rows
 from benchmark.images import random_crop, resize_short_side
 from benchmark.types import LabeledImages
 
 # Decode the whole split up front when its resized uint8 pixels fit in this many bytes.
 PRELOAD_MAX_BYTES = 256 * 2**20
-_CHUNK = 512
 
 
 class RealImages:
+    """``workers``: decode processes (``RunContext.workers``; 0: in this process)."""
+
     def __init__(self, train: LabeledImages, res: int, interpolation: str = "bilinear",
-                 preload: bool | None = None) -> None:
+                 preload: bool | None = None, workers: int = 0) -> None:
         self.train = train
         self.res = res
         self.interpolation = interpolation
+        self.workers = check_workers(workers)
+        # a module-level function with bound arguments: picklable, should workers ever be spawned
+        self._resize = functools.partial(resize_short_side, size=res, interpolation=interpolation)
         if preload is None:
             preload = self.estimated_bytes() <= PRELOAD_MAX_BYTES
         self.cache: list[Tensor] | None = self._decode_all() if preload else None
@@ -43,22 +50,13 @@ class RealImages:
         w, h = first.size
         return len(self.train) * 3 * self.res * round(self.res * max(w, h) / max(min(w, h), 1))
 
-    def _resize(self, image: Any) -> Tensor:
-        return resize_short_side(image, self.res, self.interpolation)
-
     def _decode_all(self) -> list[Tensor]:
-        col = self.train.image_column
-        out: list[Tensor] = []
-        for start in range(0, len(self.train), _CHUNK):
-            rows = self.train.dataset[start:start + _CHUNK][col]
-            out.extend(self._resize(im) for im in rows)
-        return out
+        return decode_rows(self.train, range(len(self.train)), self._resize, workers=self.workers)
 
     def _decode(self, indices: Sequence[int]) -> list[Tensor]:
         if self.cache is not None:
             return [self.cache[i] for i in indices]
-        rows = self.train.dataset.select(list(indices))[self.train.image_column]
-        return [self._resize(im) for im in rows]
+        return decode_rows(self.train, indices, self._resize, workers=self.workers)
 
     def batch(self, indices: Tensor, gen: torch.Generator) -> Tensor:
         """Mx3xRxR float in [0, 1] for the given rows, each with a uniform random R x R crop."""

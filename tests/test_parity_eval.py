@@ -323,7 +323,7 @@ def test_neighbors_embed_the_centre_crop_of_distilled_images():
     images = torch.rand(3, 3, 256, 256, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = official_neighbor_embedding(images, backbone).double()
-    got = embed_images(backbone, images, 2, torch.device("cpu"))
+    got = embed_images(backbone, images, 2)
     assert torch.allclose(got, want, atol=1e-5)
 
 
