@@ -40,7 +40,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup  ## speed benchmarks (pytest-benchmark), saved under .benchmarks/ (compare: BENCH_ARGS=--benchmark-compare)
-	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave $(BENCH_ARGS)
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave --scale-classes 10,100,1000 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tox .cache results/cells results/artifacts reports

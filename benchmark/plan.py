@@ -1,4 +1,6 @@
-"""What a suite will do before it does it: cells, downloads and a rough estimate of the work (--dry-run).
+"""What a suite will do before it does it: cells, downloads and an estimate of the work (--dry-run).
+
+The estimate's model is ``benchmark.cost`` (device hours per phase from measured or assumed throughputs).
 
 Nothing here touches the network: downloads are read from the registries' specs, and "cached" means the
 file is already on this machine.
@@ -7,24 +9,14 @@ file is already on this machine.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .registries import BACKBONES, DATASETS, METHODS
+import torch
+
+from .cost import describe_estimate, estimate_suite, rates_for
+from .registries import BACKBONES, DATASETS
 from .suites import Suite
-
-# Rough H100 costs for ViT-B/16-class backbones at 224 px, from FLOP counts (17.5 GFLOP per forward)
-# at about 40% of fp16 peak. Estimates until measured; the GPU columns of the results replace them.
-SECONDS_PER_IMAGE_FORWARD = 17.5e9 / 400e12
-LGM_PASS_FACTOR = 4  # forward + backward + the second-order backward of the synthetic half
-
-
-@dataclass
-class Estimate:
-    lgm_steps: int = 0
-    probe_trainings: int = 0
-    gpu_hours: float = 0.0
 
 
 def dataset_need(name: str) -> str:
@@ -60,39 +52,21 @@ def backbone_need(name: str) -> str:
     return f"backbone {name}: {getattr(spec, 'library', '?')} {getattr(spec, 'architecture', '?')} ({state})"
 
 
-def estimate(suite: Suite, sizes: dict[str, tuple[int, int, int]] | None = None) -> Estimate:
-    """``sizes``: dataset -> (classes, train images, test images), where known (e.g. ``KNOWN_SIZES``)."""
-    sizes = sizes or {}
-    est = Estimate()
-    sets = {(c.dataset, c.method, c.distill_backbone, c.ipc, c.method_seed) for c in suite.cells()}
-    for dataset, method, _, ipc, _ in sets:
-        options = suite.options_for(method, dataset)
-        config = getattr(METHODS.get(method)(**options), "lgm_config", None)
-        if config is None or dataset not in sizes:
-            continue
-        classes = sizes[dataset][0]
-        per_step = 2 * ipc * config.augs_per_batch * classes  # real + synthetic
-        est.lgm_steps += config.steps
-        est.gpu_hours += config.steps * per_step * LGM_PASS_FACTOR * SECONDS_PER_IMAGE_FORWARD / 3600
-    for cell in suite.cells():
-        est.probe_trainings += len(cell.probe_seeds)
-        if cell.dataset in sizes and suite.protocol == "paper":
-            classes, n_train, _ = sizes[cell.dataset]
-            images = n_train * 100 if cell.method == "full_data" else classes * max(cell.ipc, 1) * 1000
-            est.gpu_hours += len(cell.probe_seeds) * images * SECONDS_PER_IMAGE_FORWARD / 3600
-    return est
-
-
 # Classes, train and test images of the paper's datasets (docs/assets.md), for the estimate only.
 KNOWN_SIZES = {
     "imagenet1k": (1000, 1_281_167, 50_000), "imagenet100": (100, 126_689, 5_000),
     "cub200": (200, 5_994, 5_794), "stanford_dogs": (120, 12_000, 8_580), "flowers102": (102, 1_020, 6_149),
     "food101": (101, 75_750, 25_250), "waterbirds": (2, 4_795, 5_794), "spawrious_o2o_hard": (4, 25_344, 25_344),
     "artbench10": (10, 50_000, 10_000),
+    # the bundled ones (benchmark/data/catalog.py)
+    "fashion_mnist_embedded": (10, 3_000, 1_000), "smoke_tiny": (4, 64, 32),
 }
 
 
-def describe_plan(suite: Suite, results: Path, is_done: Any) -> str:
+def describe_plan(suite: Suite, results: Path, is_done: Any, device: torch.device | None = None,
+                  calibration: Path | None = None) -> str:
+    """The dry-run text. The estimate uses ``device``'s calibration (``calibration``: another file) when
+    there is one, else the assumed throughputs, and says which."""
     cells = suite.cells()
     done = [bool(is_done(results, c)) for c in cells]  # one read of each cell file
     lines = [f"suite {suite.name}: {len(cells)} cells ({sum(done)} already done), protocol {suite.protocol}, "
@@ -103,10 +77,7 @@ def describe_plan(suite: Suite, results: Path, is_done: Any) -> str:
     lines.append("needs:")
     backbones = sorted({*suite.backbones, *(suite.distill_backbones or [])})
     lines += [f"  {dataset_need(d)}" for d in suite.datasets] + [f"  {backbone_need(b)}" for b in backbones]
-    est = estimate(suite, KNOWN_SIZES)
-    if est.gpu_hours:
-        lines.append(f"estimate (rough, H100, until measured): {est.lgm_steps} LGM steps, "
-                     f"{est.probe_trainings} probe trainings, about {est.gpu_hours:.1f} GPU hours")
-    else:
-        lines.append(f"work: {est.probe_trainings} probe trainings")
+    rates, warnings = rates_for(device or torch.device("cpu"), calibration)
+    lines += warnings
+    lines += describe_estimate(estimate_suite(suite, KNOWN_SIZES, rates))
     return "\n".join(lines)

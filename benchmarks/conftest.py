@@ -35,6 +35,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lgm-dataset", default="fashion_mnist_embedded", help="training split the LGM step draws on")
     group.addoption("--lgm-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     group.addoption("--lgm-device", default="cpu", help="device of the LGM and embedding benchmarks")
+    # the scale simulation (test_bench_scale.py); tox -e bench and make bench add 1000 classes
+    group.addoption("--scale-classes", default="10,100", help="comma-separated class counts of the scale "
+                    "simulation (default 10,100; 1000 takes several minutes on 2 cores)")
+    group.addoption("--scale-K", type=int, default=1, help="LGM augmentations per image in the scale simulation")
+    group.addoption("--scale-micro-batch", type=int, default=64, help="micro_batch of the scale simulation's "
+                    "chunked runs (default 64)")
+    group.addoption("--scale-input", type=int, default=16, help="input size of the scale simulation's "
+                    "ViT-B/16 (default 16: one patch)")
 
 
 def _parse_value(text: str):
