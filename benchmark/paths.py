@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -31,9 +33,14 @@ def features_dir() -> Path:
 TEMP_SUFFIX = ".tmp"
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
 def _temp_prefix(path: Path) -> str:
-    # the owner's pid in the name lets a later run tell an orphan (its writer died) from a live write
-    return f".{path.name}.{os.getpid()}."
+    # the owner's pid and host in the name let a later run tell an orphan (its writer died) from a live
+    # write, also on a results directory that jobs on other machines share
+    return f".{path.name}.{os.getpid()}@{_host()}."
 
 
 def make_temp(path: Path) -> Path:
@@ -64,7 +71,10 @@ def atomic_target(path: Path) -> Path:
     return make_temp(path)
 
 
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[^.]+" + re.escape(TEMP_SUFFIX) + r"(\.\w+)?$")
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)(?:@([A-Za-z0-9-]+))?\.[^.]+" + re.escape(TEMP_SUFFIX) + r"(\.\w+)?$")
+# A temp file of another machine's process cannot be checked for a live writer; writes take minutes at
+# most, so one untouched for a day is an orphan.
+OTHER_HOST_TEMP_AGE_S = 24 * 3600
 
 
 def _pid_alive(pid: int) -> bool:
@@ -81,7 +91,8 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale_temps(root: Path) -> list[Path]:
     """Delete the temp files under ``root`` whose writer is no longer running (a killed run leaves
-    them); temps of live processes (another runner on the same directory) are left alone."""
+    them); temps of live processes (another runner on the same directory) are left alone, and those
+    written on another machine (jobs sharing the results directory) until they are a day old."""
     removed: list[Path] = []
     root = Path(root)
     if not root.is_dir():
@@ -90,7 +101,12 @@ def remove_stale_temps(root: Path) -> list[Path]:
         match = _TEMP_NAME.match(path.name)
         if match is None or not path.is_file() or path.is_symlink():
             continue
-        if not _pid_alive(int(match.group(1))):
+        host = match.group(2)
+        if host is None or host == _host():
+            orphan = not _pid_alive(int(match.group(1)))
+        else:
+            orphan = time.time() - path.stat().st_mtime > OTHER_HOST_TEMP_AGE_S
+        if orphan:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
