@@ -16,7 +16,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from .hashing import canonical_json, sha256_file, stable_hash
+from .hashing import canonical_json, path_safe, sha256_file, stable_hash
 from .paths import atomic_target, atomic_write_bytes
 from .types import SyntheticSet
 
@@ -41,7 +41,8 @@ class ArtifactKey:
 
     def relpath(self) -> Path:
         method = self.method_config.get("method", "method")
-        return Path(self.dataset, method, self.backbone or "none", f"ipc{self.ipc}_seed{self.seed}_{self.digest[:12]}")
+        leaf = f"ipc{self.ipc}_seed{self.seed}_{self.digest[:12]}"
+        return Path(path_safe(self.dataset), method, path_safe(self.backbone or "none"), leaf)
 
 
 class ArtifactStore:

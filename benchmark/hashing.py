@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,17 @@ def canonical_json(obj: Any) -> str:
 
 def stable_hash(obj: Any, length: int = 64) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+_SAFE_NAME = re.compile(r"[\w.:@=+-]{1,48}")
+
+
+def path_safe(name: str) -> str:
+    """``name`` as one short file-name part: registered names as they are; references (which may hold
+    ``/`` or be long, e.g. ``folder:/data/x``) shortened and tagged with a hash of the full name."""
+    if _SAFE_NAME.fullmatch(name):
+        return name
+    return re.sub(r"[^\w.:@=+-]+", "-", name)[:32].strip("-") + "-" + stable_hash(name, 8)
 
 
 # Hashing a large file takes a while; remember digests of files we already read in this process.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .refs import install_resolvers
 from .registry import Registry
 from .types import Method, ProbeProtocol
 
@@ -14,3 +15,5 @@ BACKBONES: Registry[Any] = Registry("backbone", builtins=("benchmark.backbones",
 DATASETS: Registry[Any] = Registry("dataset", builtins=("benchmark.data",))
 SUITES: Registry[Any] = Registry("suite", builtins=("benchmark.suites",))
 PROBES: Registry[type[ProbeProtocol]] = Registry("probe", builtins=("benchmark.probe",), base=ProbeProtocol)
+# timm:/open_clip:/hf: backbones and folder:/parquet:/hub: datasets by reference (docs/references.md)
+install_resolvers(BACKBONES, DATASETS)

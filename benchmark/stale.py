@@ -7,12 +7,19 @@ the suite's grid (``run --methods``/``--seeds``/``--protocol`` narrow or change 
 Anything else is stale: made before a setting changed, by a suite no longer defined, or by older code.
 Stale rows share coordinates with current ones, so whatever pools rows by coordinates (the report's
 tables, the parity table) must leave them out or label them (:mod:`benchmark.report.stale`).
+
+Two kinds of rows are judged otherwise. Rows of a suite read from a TOML file are judged against the
+definition ``run`` recorded under ``<results>/suites/`` (:mod:`benchmark.suite_files`). Rows of sets
+scored with ``eval`` (method ``external:<NAME>``) are self-describing: their config holds the scored
+file's sha256; the latest file scored under a name (by ``finished_at``) is current, earlier ones under
+the same name and coordinates are stale (docs/references.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -20,6 +27,7 @@ from .registries import SUITES
 from .suites import CellSettings, Suite
 
 COORDINATES = ["suite", "dataset", "method", "distill_backbone", "eval_backbone", "protocol"]
+EXTERNAL_PREFIX = "external:"  # method of the rows ``eval`` writes (benchmark.external)
 
 
 @dataclass
@@ -52,9 +60,24 @@ def split_stale(frame: pd.DataFrame, suites: Mapping[str, Suite]) -> StaleSplit:
                 for key in coords.drop_duplicates().itertuples(index=False, name=None)}
     wanted = [expected[key] for key in coords.itertuples(index=False, name=None)]
     current = pd.Series(wanted, index=frame.index).eq(frame["config_hash"]) & frame["config_hash"].notna()
+    external = coords["method"].str.startswith(EXTERNAL_PREFIX)
+    if external.any():
+        current = current.where(~external, latest_external(frame[external]).reindex(frame.index, fill_value=False))
     return StaleSplit(frame[current].reset_index(drop=True), frame[~current].reset_index(drop=True))
 
 
-def current_definitions() -> dict[str, Suite]:
-    """Every registered suite by name: the definitions rows are judged against."""
-    return {name: SUITES.get(name) for name in SUITES.names()}
+def latest_external(rows: pd.DataFrame) -> pd.Series:
+    """For ``eval`` rows: True where the row's config is the latest scored at its coordinates."""
+    keys = rows[COORDINATES].fillna("").astype(str).agg("\x1f".join, axis=1)
+    order = rows.assign(_key=keys).sort_values("finished_at", kind="stable")
+    last = order.dropna(subset=["config_hash"]).groupby("_key")["config_hash"].last()
+    return keys.map(last).eq(rows["config_hash"]) & rows["config_hash"].notna()
+
+
+def current_definitions(results: Path | None = None) -> dict[str, Suite]:
+    """Every registered suite by name, and with ``results`` the suite files recorded there by ``run``:
+    the definitions rows are judged against (a registered name wins)."""
+    from .suite_files import recorded_definitions
+
+    recorded = recorded_definitions(results) if results is not None else {}
+    return {**recorded, **{name: SUITES.get(name) for name in SUITES.names()}}

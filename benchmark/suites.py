@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .hashing import stable_hash
+from .hashing import path_safe, stable_hash
 from .identity import backbone_identity, config_hash, dataset_identity, method_identity, probe_identity
 from .registries import METHODS, SUITES
 
@@ -33,8 +33,9 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        d = self.distill_backbone or "none"
-        readable = f"{self.dataset}__{self.method}__{d}__{self.eval_backbone}__ipc{self.ipc}__s{self.method_seed}"
+        d = path_safe(self.distill_backbone or "none")
+        readable = (f"{path_safe(self.dataset)}__{path_safe(self.method)}__{d}__{path_safe(self.eval_backbone)}"
+                    f"__ipc{self.ipc}__s{self.method_seed}")
         return f"{readable}__{stable_hash(dataclasses.asdict(self), 10)}"
 
     def describe(self) -> str:
