@@ -19,6 +19,7 @@ class Centroids(Method):
     """
 
     name = "centroids"
+    display_name = "Centroids"
     description = "per class, the ipc real images nearest (L2) to the class-mean embedding"
 
     def synthesize(self, train: LabeledImages, backbone: Backbone | None, ipc: int, seed: int,

@@ -13,6 +13,7 @@ class FullData(Method):
     """Every real training image: the probe's upper reference ("Full Dataset")."""
 
     name = "full_data"
+    display_name = "Full dataset"
     description = "all real training images (the full-data linear probe, upper reference)"
     uses_backbone = False
     uses_ipc = False

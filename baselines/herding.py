@@ -46,6 +46,7 @@ class Herding(Method):
     mean (Welling 2009 / iCaRL). Deterministic: the seed is not used."""
 
     name = "herding"
+    display_name = "Herding"
     description = "per class, greedy herding: each pick brings the running mean nearest the class mean"
 
     def synthesize(self, train: LabeledImages, backbone: Backbone | None, ipc: int, seed: int,

@@ -46,6 +46,7 @@ class KMeansCoreset(Method):
     for each centre the nearest real image, never the same image twice."""
 
     name = "kmeans"
+    display_name = "k-Means"
     description = "per class, the real image nearest each of ipc k-means centres of the embeddings"
     Options = KMeansOptions
 

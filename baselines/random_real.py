@@ -13,6 +13,7 @@ class RandomReal(Method):
     """ipc random real training images per class; one probe seed per selection seed."""
 
     name = "random_real"
+    display_name = "Random"
     description = "ipc random real training images per class (paper baseline 'Random')"
     uses_backbone = False
     paired_seeds = True

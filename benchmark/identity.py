@@ -23,7 +23,7 @@ from .registries import BACKBONES, DATASETS, METHODS, PROBES
 
 CONFIG_HASH_LENGTH = 16
 # Fields for people only: rewording them must not make every cell new.
-PROSE_FIELDS = frozenset({"description", "notes"})
+PROSE_FIELDS = frozenset({"description", "notes", "display_name"})
 
 
 def declared(obj: Any) -> Any:

@@ -48,12 +48,27 @@ def _write_results(root, artifact) -> None:
         write_rows(root, name, rows)
 
 
+def store_set(root, backbone: str, n_classes: int, ipc: int = 1, seed: int = 0, images: bool = True):
+    """A stored synthetic set (as the runner stores one) of ``n_classes`` named classes ``class<k>``."""
+    import torch
+
+    from benchmark.artifacts import ArtifactKey, ArtifactStore
+    from benchmark.types import SyntheticSet
+
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n_classes).repeat_interleave(ipc)
+    synset = SyntheticSet(labels=labels, images=torch.rand(len(labels), 3, 8, 8, generator=gen) if images else None,
+                          indices=None if images else torch.arange(len(labels)),
+                          metadata={"class_names": [f"class{k}" for k in range(n_classes)]})
+    key = ArtifactKey("toy_set", "fp", {"method": "lgm"}, backbone, None, ipc, seed)
+    return ArtifactStore(root).save(key, synset, cost={})
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
-    artifact = base / "results" / "artifacts" / "lgm_bb_a"  # inside the results: the report copies its grid
-    artifact.mkdir(parents=True)
-    (artifact / "grid.png").write_bytes(PNG_MAGIC + b"fake image")
+    # inside the results: the report draws its images
+    artifact = store_set(base / "results" / "artifacts", "bb_a", n_classes=3)
     _write_results(base / "results", artifact)
     paths = build_report(base / "results", base / "out")
     return base / "out", paths
@@ -75,7 +90,7 @@ def test_markdown_table_values_order_and_bold(report):
     md = (out / "s_toy_set_ipc1_linear.md").read_text()
     assert [h.strip() for h in md.splitlines()[0].split("|")[1:-1]] == ["Method", "bb_a", "bb_b"]
     methods = [ln.split("|")[1].strip() for ln in md.splitlines()[2:]]
-    assert methods == ["lgm", "random_real", "full_data"]
+    assert methods == ["LGM", "Random", "Full dataset"]  # registered display names
     lgm, rand, full = (_line(md, m) for m in methods)
     assert "**50.00 ± 1.00**" in lgm  # the failed seed (99) is excluded, best of bb_a
     assert "60.00" in lgm and "60.00 ±" not in lgm  # one seed: no ±
@@ -94,11 +109,11 @@ def test_latex_table_booktabs_escaping_and_bold(report):
     unescaped = re.sub(r"\\[{}]", "", tex)
     assert unescaped.count("{") == unescaped.count("}")
     assert tex.count("\\begin{") == tex.count("\\end{")
-    assert "random\\_real" in tex and "full\\_data" in tex and "bb\\_a" in tex and "toy\\_set" in tex
+    assert "Random" in tex and "Full dataset" in tex and "bb\\_a" in tex and "toy\\_set" in tex
     assert not re.search(r"[^\\]_", tex.replace("\\label{tab:s_toy_set_ipc1_linear}", ""))
     assert "\\textbf{50.00 $\\pm$ 1.00}" in tex and "\\textbf{71.00 $\\pm$ 1.41}" in tex
     assert tex.count("\\textbf") == 2
-    full = _line(tex, "full\\_data")
+    full = _line(tex, "Full dataset")
     assert "90.00" in full and "\\textbf" not in full
 
 
@@ -120,19 +135,19 @@ def test_summary_lists_failures_totals_and_figures(report):
     assert "- cells: 8 (1 failed)" in summary
     # distill: 10 s once for the shared artifact; eval: 1 s per row
     assert "wall time: 23.0 s" in summary
-    assert "**50.00 ± 1.00**" in summary and "Cross-model transfer: lgm" in summary
+    assert "**50.00 ± 1.00**" in summary and "Cross-model transfer: LGM" in summary
     assert "![s / toy_set / ipc 1 / linear](s_toy_set_ipc1_linear.png)" in summary
-    assert "(toy_set_lgm_bb_a_ipc1_seed0_grid.png)" in summary
+    assert "(toy_set_lgm_ipc1_seed0_grid.png)" in summary
 
 
-def test_figures_and_grid_copy(report):
+def test_figures_and_distilled_grid(report):
     out, paths = report
     png = out / "s_toy_set_ipc1_linear.png"
     assert png in paths and png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 1000
     assert (out / "s_toy_set_ipc1_linear.pdf").read_bytes().startswith(b"%PDF")
-    grids = sorted(p.name for p in out.glob("*_grid.png"))
-    assert grids == ["toy_set_lgm_bb_a_ipc1_seed0_grid.png"]
-    assert (out / grids[0]).read_bytes() == PNG_MAGIC + b"fake image"
+    grids = sorted(p.name for p in out.glob("*_grid.*"))
+    assert grids == ["toy_set_lgm_ipc1_seed0_grid.pdf", "toy_set_lgm_ipc1_seed0_grid.png"]
+    assert (out / grids[1]).read_bytes().startswith(PNG_MAGIC)
     assert not list(out.glob(".*tmp*"))
 
 
@@ -182,7 +197,8 @@ def test_full_data_joins_every_ipc_table_and_all_failed_still_reports(tmp_path):
     write_rows(tmp_path / "r", "c", [_row(method="full_data", distill_backbone="", ipc=0, top1=9.0)])
     build_report(tmp_path / "r", tmp_path / "o", pdf=False)
     for ipc in (1, 10):
-        assert re.search(r"\| full_data +\| +9\.00 \|", (tmp_path / "o" / f"s_toy_set_ipc{ipc}_linear.md").read_text())
+        md = (tmp_path / "o" / f"s_toy_set_ipc{ipc}_linear.md").read_text()
+        assert re.search(r"\| Full dataset +\| +9\.00 \|", md)
     assert not list((tmp_path / "o").glob("*ipc0*"))
 
     write_rows(tmp_path / "bad", "a", [_row(status="error", error="Traceback\nValueError: boom")])

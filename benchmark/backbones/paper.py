@@ -355,6 +355,7 @@ class HubFileTimmSpec(BackboneSpec):
 # -- the registered entries -------------------------------------------------------------------------
 CLIP_VITB16 = BACKBONES.add("clip_vitb16", PaperOpenClipSpec(
     name="clip_vitb16",
+    display_name="CLIP ViT-B/16",
     description="CLIP ViT-B/16 (OpenAI), open_clip ViT-B-16-quickgelu/openai (Hub timm/vit_base_patch16_clip"
                 "_224.openai): image embedding (CLS, ln_post, projection), 512-d; published CLIP rows may be "
                 "ViT-B/32 (the official clip_vitb loaded B/32 until upstream add2069)",
@@ -365,6 +366,7 @@ CLIP_VITB16 = BACKBONES.add("clip_vitb16", PaperOpenClipSpec(
 
 DINOV2_VITB14 = BACKBONES.add("dinov2_vitb14", Dinov2TimmSpec(
     name="dinov2_vitb14",
+    display_name="DINOv2 ViT-B/14",
     description="DINOv2 ViT-B/14, timm vit_base_patch14_dinov2.lvd142m at 224 px (37x37 position table "
                 "resampled as the official hub model does, pos_embed='official'): CLS after final norm, 768-d",
     architecture="vit_base_patch14_dinov2.lvd142m",
@@ -373,6 +375,7 @@ DINOV2_VITB14 = BACKBONES.add("dinov2_vitb14", Dinov2TimmSpec(
 
 EVA02_VITB14 = BACKBONES.add("eva02_vitb14", PaperTimmSpec(
     name="eva02_vitb14",
+    display_name="EVA-02 ViT-B/14",
     description="EVA-02 ViT-B/14 (MIM on IN-22k), timm eva02_base_patch14_224.mim_in22k: mean of patch "
                 "tokens + norm (timm default pooling), 768-d",
     architecture="eva02_base_patch14_224.mim_in22k",
@@ -381,6 +384,7 @@ EVA02_VITB14 = BACKBONES.add("eva02_vitb14", PaperTimmSpec(
 
 MOCOV3_VITB16 = BACKBONES.add("mocov3_vitb16", HubFileTimmSpec(
     name="mocov3_vitb16",
+    display_name="MoCo-v3 ViT-B/16",
     description=f"MoCo-v3 ViT-B/16, Hub {MOCOV3_REPO}/{MOCOV3_FILE}@{MOCOV3_REVISION[:7]} (head.* dropped) "
                 "strictly in timm vit_base_patch16_224: CLS after norm, 768-d",
     architecture="vit_base_patch16_224",
@@ -393,6 +397,7 @@ MOCOV3_VITB16 = BACKBONES.add("mocov3_vitb16", HubFileTimmSpec(
 
 DINO_VITB16 = BACKBONES.add("dino_vitb16", PaperTimmSpec(
     name="dino_vitb16",
+    display_name="DINO ViT-B/16",
     description="DINO (v1) ViT-B/16, timm vit_base_patch16_224.dino: CLS after norm, 768-d (OOD experiment)",
     architecture="vit_base_patch16_224.dino",
     patch_size=16,

@@ -168,8 +168,11 @@ class BackboneSpec(ABC):
     input_size: int = 224
     normalization: str = "imagenet"
     interpolation: str = "bilinear"
+    display_name: str = ""  # how reports name it ("CLIP ViT-B/16"); "" -> ``name``; never in an identity
 
     def __post_init__(self) -> None:
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {self.normalization!r}")
         if self.interpolation not in INTERPOLATIONS:

@@ -7,6 +7,7 @@ from .timm_adapter import TimmSpec
 
 TINY_VIT = BACKBONES.add("tiny_vit", TimmSpec(
     name="tiny_vit",
+    display_name="Tiny ViT (random init)",
     description="tiny random-init timm ViT (patch 8, dim 32, depth 2, 32 px, seed 0) for smoke tests",
     architecture="vit_tiny_patch16_224",
     pretrained=False,

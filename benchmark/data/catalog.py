@@ -11,6 +11,7 @@ from .spec import DatasetSpec, HubSource
 # -- bundled: offline, in the repository ----------------------------------------------------------------
 DATASETS.add("fashion_mnist_embedded", DatasetSpec(
     name="fashion_mnist_embedded",
+    display_name="Fashion-MNIST (bundled subset)",
     description="Bundled Fashion-MNIST subset: 10 classes, 300 train / 100 test images per class, 28x28 grey.",
     source=EmbeddedSource(),
 ))
@@ -19,6 +20,7 @@ DATASETS.add("fashion_mnist_embedded", DatasetSpec(
 SMOKE_CLASSES = (0, 1, 7, 8)
 DATASETS.add("smoke_tiny", DatasetSpec(
     name="smoke_tiny",
+    display_name="Fashion-MNIST (smoke slice)",
     description="Tiny slice of the bundled Fashion-MNIST for the smoke suite: 4 classes, 16 train / 8 test each.",
     source=EmbeddedSource(classes=SMOKE_CLASSES, per_class=(("train", 16), ("test", 8))),
 ))
@@ -26,6 +28,7 @@ DATASETS.add("smoke_tiny", DatasetSpec(
 # -- Hugging Face Hub ---------------------------------------------------------------------------------
 DATASETS.add("fashion_mnist", DatasetSpec(
     name="fashion_mnist",
+    display_name="Fashion-MNIST",
     description="Fashion-MNIST from the Hub (zalando-datasets/fashion_mnist): 60k train / 10k test, 10 classes.",
     source=HubSource("zalando-datasets/fashion_mnist"),  # revision not pinned: see UNPINNED in paper.py
 ))

@@ -51,6 +51,7 @@ class PaperDataset:
     subset_of: str | None = None  # another row's key: keep only ``classes`` of it
     classes: tuple[int, ...] | None = None
     staged: str | None = None  # "spawrious": an image folder the user stages by hand
+    display_name: str = ""  # how reports name it; "" -> ``key``
 
     def source(self) -> object:
         if self.hub_id is not None:
@@ -66,6 +67,7 @@ class PaperDataset:
             name=self.key, description=self.description, source=self.source(),
             train_split=self.train_split, test_split=self.test_split, image_column=self.image_column,
             label_column=self.label_column, group_column=self.group_column, notes=self.notes,
+            display_name=self.display_name,
         )
 
 
@@ -86,12 +88,14 @@ PAPER_DATASETS: tuple[PaperDataset, ...] = (
         notes="Gated: accept the terms on the Hub and `huggingface-cli login`. The Hub's test split is "
               "unlabelled (-1); the validation split is the test set.",
         gated=True,
+        display_name="ImageNet-1k",
     ),
     PaperDataset(
         "imagenet100", "clane9/imagenet-100", "train", "validation",
         "ImageNet-100 (clane9/imagenet-100, CMC classes): ~126,689 train / 5,000 validation as test, 100 classes.",
         revision=UNPINNED,
         notes="Class order as the Hub's ClassLabel (CMC order). Fallback: imagenet100_in1k.",
+        display_name="ImageNet-100",
     ),
     PaperDataset(
         "imagenet100_in1k", None, "train", "validation",
@@ -99,18 +103,21 @@ PAPER_DATASETS: tuple[PaperDataset, ...] = (
         notes="Reads imagenet1k as that entry does (Hub, gated, or LGM_BENCH_DATA_IMAGENET1K); "
               "with_local(dir) takes an ImageNet-1k mirror.",
         subset_of="imagenet1k", classes=IMAGENET100_CMC,
+        display_name="ImageNet-100 (of ImageNet-1k)",
     ),
     PaperDataset(
         "cub200", "bentrevett/caltech-ucsd-birds-200-2011", "train", "test",
         "CUB-200-2011 (bentrevett/caltech-ucsd-birds-200-2011): 5,994 train / 5,794 test, 200 bird species.",
         revision=UNPINNED,
         notes="The official split; a bbox column is ignored.",
+        display_name="CUB-200-2011",
     ),
     PaperDataset(
         "stanford_dogs", "maurice-fp/stanford-dogs", "train", "test",
         "Stanford Dogs (maurice-fp/stanford-dogs): 12,000 train / 8,580 test, 120 breeds.",
         revision=UNPINNED,
         notes="Avoid amaye15/stanford-dogs (another split).",
+        display_name="Stanford Dogs",
     ),
     PaperDataset(
         "flowers102", "dpdl-benchmark/oxford_flowers102", "train", "test",
@@ -118,11 +125,13 @@ PAPER_DATASETS: tuple[PaperDataset, ...] = (
         revision=UNPINNED,
         notes="The Hub's validation split (1,020) is not used; .replace(train_split='train+validation') adds "
               "it. Avoid nelorth/oxford-flowers (another split).",
+        display_name="Flowers-102",
     ),
     PaperDataset(
         "food101", "ethz/food101", "train", "validation",
         "Food-101 (ethz/food101): 75,750 train / 25,250 validation (the official test), 101 dishes.",
         revision=UNPINNED,
+        display_name="Food-101",
     ),
     PaperDataset(
         "waterbirds", "grodino/waterbirds", "train", "test",
@@ -130,6 +139,7 @@ PAPER_DATASETS: tuple[PaperDataset, ...] = (
         revision=UNPINNED,
         notes="Report average and worst-group accuracy; a group is (label, place). The bird column is ignored.",
         group_column="place",
+        display_name="Waterbirds",
     ),
     PaperDataset(
         "spawrious_o2o_hard", None, "train", "test",
@@ -137,12 +147,14 @@ PAPER_DATASETS: tuple[PaperDataset, ...] = (
         notes="Stage spawrious224__o2o_hard.tar.gz from github.com/aengusl/spawrious; classes bulldog, corgi, "
               "dachshund, labrador; rows also carry location and env (.replace(group_column='location')).",
         staged="spawrious",
+        display_name="Spawrious (O2O hard)",
     ),
     PaperDataset(
         "artbench10", "zguo0525/ArtBench", "train", "test",
         "ArtBench-10 (zguo0525/ArtBench): 50,000 train / 10,000 test, 10 art styles.",
         revision=UNPINNED,
         notes="The labels are not alphabetical: the class order is the dataset's own ClassLabel order.",
+        display_name="ArtBench-10",
     ),
 )
 

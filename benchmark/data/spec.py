@@ -340,10 +340,13 @@ class DatasetSpec:
     group_column: str | None = None
     class_names: tuple[str, ...] | None = None
     notes: str = ""
+    display_name: str = ""  # how reports name it ("ImageNet-100"); "" -> ``name``; never in an identity
 
     def __post_init__(self) -> None:
         if "\n" in self.description.strip():
             raise ValueError(f"dataset {self.name!r}: the description must be one line")
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
 
     # -- building variants ---------------------------------------------------------------------------
     def replace(self, **changes: Any) -> DatasetSpec:

@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .naming import split_label
+
 #: The columns one aggregated row is keyed by, in sort order.
 GROUP_KEYS = ["suite", "dataset", "ipc", "protocol", "method", "distill_backbone", "eval_backbone"]
 #: The columns one table is keyed by.
@@ -44,8 +46,9 @@ STALE_MARK = " [cfg "
 
 
 def base_method(name: str) -> str:
-    """The method a row label names: ``lgm`` for both ``lgm`` and a stale ``lgm [cfg 1a2b3c]``."""
-    return str(name).split(STALE_MARK, 1)[0]
+    """The method a method key names: ``lgm`` for ``lgm``, ``lgm [embedded]`` and a stale
+    ``lgm [cfg 1a2b3c]`` (see :mod:`.labels`)."""
+    return split_label(name)[0]
 
 
 def is_reference(name: str) -> bool:

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .latex import escape
-from .naming import safe_name
+from .naming import display_backbone, display_method, safe_name
 from .paper import DISTILLED, TRANSFER_TABLE, PaperNumbers, dataset_title
-from .tables import Cell, Grid
+from .tables import Cell, Grid, named
 
 PREFERRED_K = 10
 
@@ -63,7 +63,8 @@ def alignment_grid(av: AlignmentValues) -> Grid:
     names = av.backbones
     cells = [[Cell() if a == b or (a, b) not in av.values else Cell(mean=av.values[(a, b)], n=1) for b in names]
              for a in names]
-    return Grid(names, names, cells, corner="Backbone", title=f"alignment / {av.dataset}", decimals=3)
+    grid = Grid(names, names, cells, corner="Backbone", title=f"alignment / {av.dataset}", decimals=3)
+    return named(grid, display_backbone, display_backbone)
 
 
 def alignment_caption(av: AlignmentValues) -> str:
@@ -104,8 +105,9 @@ class AlignmentTransfer:
 
     @property
     def measure(self) -> str:
-        return (f"{self.method} accuracy probed with B relative to distilling with B itself (%)" if self.relative
-                else f"{self.method} top-1 distilled with A, probed with B (%)")
+        method = display_method(self.method)
+        return (f"{method} accuracy probed with B relative to distilling with B itself (%)" if self.relative
+                else f"{method} top-1 distilled with A, probed with B (%)")
 
     def sentence(self) -> str:
         rho = "n/a (fewer than 3 pairs)" if math.isnan(self.rho) else f"{self.rho:.2f}"

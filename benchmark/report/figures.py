@@ -1,164 +1,232 @@
-"""Figures: grouped bar charts of accuracy per method and evaluating backbone, cross-model transfer
-heatmaps, accuracy versus images per class, alignment versus transfer; distilled-set grids.
+"""Step 4, figures, drawn with seaborn in one theme (:data:`THEME`, colour-blind-safe palette): bar
+charts with the std over seeds as error bars (from the per-seed rows), annotated transfer heatmaps,
+accuracy versus images per class, alignment versus transfer. Every figure is written as PNG and PDF
+(temp file + rename).
 
-Figures are drawn on a bare :class:`matplotlib.figure.Figure` (Agg canvas), never through pyplot, so
-no global backend state is touched and nothing needs a display."""
+This module imports matplotlib and seaborn (the Agg backend unless pyplot was already set up); the
+report imports it only when it draws, so the table modules stay light. Figures are bare
+:class:`matplotlib.figure.Figure` objects, never pyplot's global state, and the theme is applied only
+while a figure is made (:func:`themed`), so nothing leaks into the caller's matplotlib settings.
+"""
 
 from __future__ import annotations
 
 import io
-import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-from matplotlib.figure import Figure
+import matplotlib
 
-from ..paths import atomic_target, atomic_write_bytes
-from .aggregate import REFERENCE_METHOD, order_methods
-from .tables import Grid
+if "matplotlib.pyplot" not in sys.modules:  # seaborn imports pyplot: no display, no GUI backend
+    matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from ..paths import atomic_write_bytes  # noqa: E402
+from .aggregate import REFERENCE_METHOD, base_method, method_sort_key  # noqa: E402
+from .naming import display_backbone, display_method  # noqa: E402
+from .records import Report  # noqa: E402
+from .tables import Grid  # noqa: E402
+
+#: The one theme of every figure.
+THEME = {"style": "whitegrid", "context": "paper", "palette": "colorblind"}
+ACCURACY = "top-1 accuracy (%)"
+METHOD, BACKBONE = "Method", "Evaluated with"
 # Fixed metadata so the same data gives the same bytes.
-_PNG_META = {"Software": None}
-_PDF_META = {"Creator": None, "Producer": None, "CreationDate": None}
+PNG_META = {"Software": None}
+PDF_META = {"Creator": None, "Producer": None, "CreationDate": None}
+DPI = 150
+
+
+@contextmanager
+def themed() -> Iterator[None]:
+    """:data:`THEME` while the block runs; matplotlib's settings are restored afterwards."""
+    with matplotlib.rc_context():
+        sns.set_theme(**THEME)
+        yield
 
 
 def save_figure(fig: Figure, stem: Path, pdf: bool = True) -> list[Path]:
     """Write ``stem.png`` (and ``stem.pdf``) atomically."""
     out = []
-    for ext, meta in (("png", _PNG_META), ("pdf", _PDF_META)) if pdf else (("png", _PNG_META),):
+    for ext, meta in (("png", PNG_META), ("pdf", PDF_META)) if pdf else (("png", PNG_META),):
         buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=120, metadata=meta)
+        fig.savefig(buf, format=ext, dpi=DPI, metadata=meta, bbox_inches="tight")
         path = stem.with_name(f"{stem.name}.{ext}")
         atomic_write_bytes(path, buf.getvalue())
         out.append(path)
     return out
 
 
-def bar_chart(grid: Grid, stem: Path, ylabel: str = "top-1 accuracy (%)", pdf: bool = True) -> list[Path]:
-    """One group of bars per row of ``grid`` (method), one bar per column (evaluating backbone), with
-    the std over seeds as error bars. Missing cells leave a gap."""
-    n_rows, n_cols = len(grid.rows), len(grid.columns)
-    width = 0.8 / max(n_cols, 1)
-    fig = Figure(figsize=(max(4.0, 1.0 + 0.9 * n_rows * max(1, n_cols) ** 0.5), 3.2))
+def _named(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.assign(**{METHOD: rows["method"].map(display_method),
+                          BACKBONE: rows["eval_backbone"].map(display_backbone)})
+
+
+def bar_chart_figure(seed_rows: pd.DataFrame, methods: Sequence[str], backbones: Sequence[str],
+                     title: str = "") -> Figure:
+    """One group of bars per method, one bar per evaluating backbone: the mean over the per-seed rows
+    with their sample std (ddof 1) as error bars (none for one seed)."""
+    data = _named(seed_rows)
+    order = [display_method(m) for m in methods]
+    hues = [display_backbone(b) for b in backbones]
+    fig = Figure(figsize=(max(4.0, 1.2 + 0.9 * len(order) * max(1, len(hues)) ** 0.5), 3.4))
     ax = fig.add_subplot()
-    x = np.arange(n_rows)
-    for j, col in enumerate(grid.columns):
-        means = np.array([np.nan if row[j].missing else row[j].mean for row in grid.cells], dtype=float)
-        errs = np.array([row[j].std if row[j].has_std else 0.0 for row in grid.cells], dtype=float)
-        ax.bar(x - 0.4 + width * (j + 0.5), np.nan_to_num(means), width, yerr=errs, capsize=2, label=col)
-    ax.set_xticks(x)
-    ax.set_xticklabels(grid.rows, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    if grid.title:
-        ax.set_title(grid.title, fontsize=9)
-    if n_cols:
-        ax.legend(fontsize=7, title="eval backbone", title_fontsize=7)
-    ax.grid(axis="y", alpha=0.3)
-    fig.set_layout_engine("tight")
-    return save_figure(fig, stem, pdf=pdf)
+    sns.barplot(data=data, x=METHOD, y="top1", hue=BACKBONE, order=order, hue_order=hues, errorbar="sd",
+                capsize=0.15, err_kws={"linewidth": 1.0}, ax=ax)
+    ax.set_xlabel("")
+    ax.set_ylabel(ACCURACY)
+    ax.tick_params(axis="x", labelrotation=30)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    if title:
+        ax.set_title(title)
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), title=BACKBONE, frameon=False)
+    return fig
 
 
-def copy_file(src: Path, dst: Path) -> Path:
-    """Copy atomically (temp file beside ``dst``, then rename)."""
-    tmp = atomic_target(dst)
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
-    return dst
+def bar_chart(seed_rows: pd.DataFrame, methods: Sequence[str], backbones: Sequence[str], stem: Path, *,
+              title: str = "", pdf: bool = True) -> list[Path]:
+    with themed():
+        return save_figure(bar_chart_figure(seed_rows, methods, backbones, title), stem, pdf=pdf)
 
 
-def heatmap(grid: Grid, stem: Path, pdf: bool = True, label: str = "top-1 accuracy (%)") -> list[Path]:
-    """``grid`` (rows: distilling backbone, columns: evaluating backbone) as an image with each cell's
-    mean written in it (and the published value beneath, when the cell carries one); missing cells
-    stay blank."""
-    data = np.array([[np.nan if c.missing else c.mean for c in row] for row in grid.cells], dtype=float)
-    n_rows, n_cols = data.shape if data.size else (len(grid.rows), len(grid.columns))
-    fig = Figure(figsize=(1.6 + 1.15 * max(n_cols, 1), 1.2 + 0.75 * max(n_rows, 1)))
-    ax = fig.add_subplot()
-    finite = data[np.isfinite(data)]
+def heatmap_labels(grid: Grid) -> np.ndarray:
+    """Each cell's text: the mean as the table prints it, and the published value beneath when the
+    cell carries one; "" where the cell is missing."""
+    def text(cell) -> str:
+        if cell.missing:
+            return ""
+        paper = cell.extra.get("paper")
+        return f"{cell.mean:.{grid.decimals}f}" + ("" if paper is None else f"\n(paper {paper:.1f})")
+
+    return np.array([[text(c) for c in row] for row in grid.cells], dtype=object).reshape(
+        len(grid.rows), len(grid.columns))
+
+
+def heatmap_figure(grid: Grid, label: str = ACCURACY) -> Figure:
+    """``grid`` (rows: distilling backbone, columns: evaluating backbone) as an annotated heatmap;
+    missing cells stay blank."""
+    data = pd.DataFrame([[np.nan if c.missing else c.mean for c in row] for row in grid.cells],
+                        index=grid.shown_rows, columns=grid.shown_columns, dtype=float)
+    finite = data.to_numpy()[np.isfinite(data.to_numpy())]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if hi - lo < 1e-9:
         lo, hi = lo - 1.0, hi + 1.0
-    image = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", vmin=lo, vmax=hi, aspect="auto")
-    mid = (lo + hi) / 2
-    for i, row in enumerate(grid.cells):
-        for j, cell in enumerate(row):
-            if cell.missing:
-                continue
-            text = f"{cell.mean:.1f}"
-            if cell.extra.get("paper") is not None:
-                text += f"\n(paper {cell.extra['paper']:.1f})"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="black" if cell.mean > mid else "white")
-    ax.set_xticks(np.arange(len(grid.columns)))
-    ax.set_xticklabels(grid.columns, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(np.arange(len(grid.rows)))
-    ax.set_yticklabels(grid.rows, fontsize=8)
-    ax.set_xlabel("evaluated with", fontsize=8)
-    ax.set_ylabel("distilled with", fontsize=8)
+    n_rows, n_cols = data.shape
+    fig = Figure(figsize=(2.0 + 1.3 * max(n_cols, 1), 1.4 + 0.8 * max(n_rows, 1)))
+    ax = fig.add_subplot()
+    sns.heatmap(data, annot=heatmap_labels(grid), fmt="", mask=data.isna(), cmap="viridis", vmin=lo, vmax=hi,
+                linewidths=0.5, annot_kws={"fontsize": 8}, cbar_kws={"label": label}, ax=ax)
+    ax.grid(False)  # the theme's grid would cross the blank (missing) cells
+    ax.set_xlabel("evaluated with")
+    ax.set_ylabel("distilled with")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.tick_params(axis="y", labelrotation=0)
     if grid.title:
-        ax.set_title(grid.title, fontsize=9)
-    fig.colorbar(image, ax=ax, label=label)
-    fig.set_layout_engine("tight")
-    return save_figure(fig, stem, pdf=pdf)
+        ax.set_title(grid.title)
+    return fig
 
 
-def ipc_curve(frame, stem: Path, title: str = "", pdf: bool = True) -> list[Path]:
-    """Accuracy versus images per class: one panel per evaluating backbone, one line per method
-    (mean with std error bars, log-scaled x); the full-data reference (``ipc == 0``) as a dashed line.
-    ``frame``: aggregated same-model rows (method, eval_backbone, ipc, mean, std)."""
-    backbones = sorted(frame["eval_backbone"].unique())
-    fig = Figure(figsize=(0.6 + 3.4 * len(backbones), 3.2))
-    axes = fig.subplots(1, len(backbones), squeeze=False)[0]
-    methods = order_methods(frame["method"])
-    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+def heatmap(grid: Grid, stem: Path, pdf: bool = True, label: str = ACCURACY) -> list[Path]:
+    with themed():
+        return save_figure(heatmap_figure(grid, label), stem, pdf=pdf)
+
+
+def ipc_curve_figure(seed_rows: pd.DataFrame, title: str = "") -> Figure:
+    """Accuracy versus images per class: one panel per evaluating backbone, one line per method (mean
+    with the std over seeds as a band, log-scaled x); the full-data reference as a dashed line."""
+    data = _named(seed_rows)
+    backbones = sorted(data["eval_backbone"].unique())
+    methods = [display_method(m) for m in sorted(set(data["method"]), key=method_sort_key)]
+    palette = dict(zip(methods, sns.color_palette(THEME["palette"], len(methods)), strict=True))
+    fig = Figure(figsize=(0.8 + 3.6 * len(backbones), 3.4))
+    axes = fig.subplots(1, len(backbones), squeeze=False, sharey=True)[0]
     for ax, bb in zip(axes, backbones, strict=True):
-        part = frame[frame["eval_backbone"] == bb]
-        for method in methods:
-            rows = part[part["method"] == method].sort_values("ipc")
-            if rows.empty:
-                continue
-            if method == REFERENCE_METHOD or (rows["ipc"] == 0).all():
-                ax.axhline(float(rows["mean"].iloc[0]), ls="--", color=colours[method], lw=1, label=method)
-                continue
-            rows = rows[rows["ipc"] > 0]
-            ax.errorbar(rows["ipc"], rows["mean"], yerr=rows["std"].fillna(0.0), marker="o", ms=3, capsize=2,
-                        color=colours[method], label=method)
+        part = data[data["eval_backbone"] == bb]
+        reference = part["method"].map(base_method).eq(REFERENCE_METHOD) | part["ipc"].eq(0)
+        curves = part[~reference]
+        if not curves.empty:
+            sns.lineplot(data=curves, x="ipc", y="top1", hue=METHOD, hue_order=[m for m in methods
+                                                                                if m in set(curves[METHOD])],
+                         palette=palette, errorbar="sd", marker="o", ax=ax)
+        for name, rows in part[reference].groupby(METHOD, sort=True):
+            ax.axhline(float(rows["top1"].mean()), ls="--", lw=1, color=palette[name], label=name)
         ax.set_xscale("log")
         ipcs = sorted(int(v) for v in part["ipc"].unique() if v > 0)
-        ax.set_xticks(ipcs)
-        ax.set_xticklabels([str(v) for v in ipcs])
+        ax.set_xticks(ipcs, [str(v) for v in ipcs])
         ax.minorticks_off()
         ax.set_xlabel("images per class")
-        ax.set_title(bb, fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("top-1 accuracy (%)")
-    axes[-1].legend(fontsize=7)
+        ax.set_ylabel(ACCURACY)
+        ax.set_title(display_backbone(bb))
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    handles, labels = axes[-1].get_legend_handles_labels()
+    if handles:
+        axes[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.set_layout_engine("tight")
-    return save_figure(fig, stem, pdf=pdf)
+        fig.suptitle(title)
+    return fig
+
+
+def ipc_curve(seed_rows: pd.DataFrame, stem: Path, title: str = "", pdf: bool = True) -> list[Path]:
+    with themed():
+        return save_figure(ipc_curve_figure(seed_rows, title), stem, pdf=pdf)
 
 
 def _short_names(names) -> dict[str, str]:
-    """``clip_vitb16`` -> ``clip`` when the first ``_``-separated parts tell the names apart."""
+    """Each backbone by the first word of its display name (``CLIP``) when those tell them apart."""
     names = sorted(names)
-    heads = {n: n.split("_")[0] or n for n in names}
-    return heads if len(set(heads.values())) == len(names) else {n: n for n in names}
+    heads = {n: display_backbone(n).split(" ")[0] or n for n in names}
+    return heads if len(set(heads.values())) == len(names) else {n: display_backbone(n) for n in names}
 
 
-def alignment_scatter(points, stem: Path, *, title: str, ylabel: str, pdf: bool = True) -> list[Path]:
-    """Alignment (x) against transfer (y), one labelled point per (distilling, evaluating) pair.
-    ``points``: columns distill_backbone, eval_backbone, alignment, transfer."""
-    fig = Figure(figsize=(5.2, 3.8))
+def alignment_scatter_figure(points: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
+    """Alignment (x) against transfer (y), one labelled point per (distilling, evaluating) pair, with
+    the least-squares line. ``points``: columns distill_backbone, eval_backbone, alignment, transfer."""
+    fig = Figure(figsize=(5.4, 4.0))
     ax = fig.add_subplot()
-    ax.scatter(points["alignment"], points["transfer"], s=22, color="C0")
+    sns.regplot(data=points, x="alignment", y="transfer", ci=None, scatter_kws={"s": 24}, line_kws={"lw": 1},
+                ax=ax)
     short = _short_names(set(points["distill_backbone"]) | set(points["eval_backbone"]))
     for rec in points.to_dict("records"):
         ax.annotate(f"{short[rec['distill_backbone']]}→{short[rec['eval_backbone']]}",
                     (rec["alignment"], rec["transfer"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("mutual k-NN alignment of (A, B)")
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.set_layout_engine("tight")
-    return save_figure(fig, stem, pdf=pdf)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig
+
+
+def alignment_scatter(points: pd.DataFrame, stem: Path, *, title: str, ylabel: str,
+                      pdf: bool = True) -> list[Path]:
+    with themed():
+        return save_figure(alignment_scatter_figure(points, title=title, ylabel=ylabel), stem, pdf=pdf)
+
+
+def draw(report: Report, out: Path, pdf: bool = True) -> list[Path]:
+    """Every figure of ``report`` into ``out``; each record gets the paths of its figures."""
+    written: list[Path] = []
+    for sec in report.sections:
+        grid = sec.table.grid
+        if not sec.seed_rows.empty:
+            sec.figures = bar_chart(sec.seed_rows, grid.rows, grid.columns, out / sec.table.stem,
+                                    title=sec.key.title, pdf=pdf)
+        for tr in sec.transfers:
+            tr.figures = heatmap(tr.shown, out / f"{tr.table.stem}_heatmap", pdf=pdf)
+            written += tr.figures
+        written += sec.figures
+    for curve in report.curves:
+        curve.figures = ipc_curve(curve.seed_rows, out / curve.stem, title=curve.title, pdf=pdf)
+        written += curve.figures
+    for fig in report.transfer:
+        fig.figures = alignment_scatter(fig.result.points, out / fig.result.stem, title=fig.title,
+                                        ylabel=fig.ylabel, pdf=pdf)
+        written += fig.figures
+    return written

@@ -15,6 +15,9 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    # brackets are safe in text, but one right after \\ would read as its optional argument
+    "[": "{[}",
+    "]": "{]}",
 }
 
 
@@ -40,13 +43,13 @@ def _body(grid: Grid) -> list[str]:
     if grid.compare:
         lines.append(f"\\begin{{tabular}}{{l{'ccc' * n}}}")
         lines.append("\\toprule")
-        head = [escape(grid.corner)] + [f"\\multicolumn{{3}}{{c}}{{{escape(c)}}}" for c in grid.columns]
+        head = [escape(grid.corner)] + [f"\\multicolumn{{3}}{{c}}{{{escape(c)}}}" for c in grid.shown_columns]
         lines.append(" & ".join(head) + " \\\\")
         if n:
             lines.append(" ".join(f"\\cmidrule(lr){{{2 + 3 * j}-{4 + 3 * j}}}" for j in range(n)))
         lines.append(" & ".join(["", *["ours & paper & $\\Delta$"] * n]) + " \\\\")
         lines.append("\\midrule")
-        for name, row in zip(grid.rows, grid.cells, strict=True):
+        for name, row in zip(grid.shown_rows, grid.cells, strict=True):
             parts = [escape(name)]
             for cell in row:
                 parts += [latex_cell(cell, grid.decimals), format_paper(cell, pm="$\\pm$", missing="--"),
@@ -55,9 +58,9 @@ def _body(grid: Grid) -> list[str]:
     else:
         lines.append(f"\\begin{{tabular}}{{l{'c' * n}}}")
         lines.append("\\toprule")
-        lines.append(" & ".join([escape(grid.corner), *map(escape, grid.columns)]) + " \\\\")
+        lines.append(" & ".join([escape(grid.corner), *map(escape, grid.shown_columns)]) + " \\\\")
         lines.append("\\midrule")
-        for name, row in zip(grid.rows, grid.cells, strict=True):
+        for name, row in zip(grid.shown_rows, grid.cells, strict=True):
             lines.append(" & ".join([escape(name), *(latex_cell(c, grid.decimals) for c in row)]) + " \\\\")
     lines.append("\\bottomrule")
     lines.append("\\end{tabular}")

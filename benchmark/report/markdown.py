@@ -22,10 +22,10 @@ def render_markdown(grid: Grid) -> str:
     ``<column> ours``, ``paper`` and ``Δ`` (ours - paper); "—" where a value is missing."""
     if grid.compare:
         headers = [escape(grid.corner)]
-        for col in grid.columns:
+        for col in grid.shown_columns:
             headers += [f"{escape(col)} ours", "paper", "Δ"]
         body = []
-        for name, row in zip(grid.rows, grid.cells, strict=True):
+        for name, row in zip(grid.shown_rows, grid.cells, strict=True):
             line = [escape(name)]
             for cell in row:
                 line += [markdown_cell(cell, grid.decimals), format_paper(cell, pm="±", missing="—"),
@@ -34,8 +34,8 @@ def render_markdown(grid: Grid) -> str:
         ncols = 3 * len(grid.columns)
     else:
         body = [[escape(name), *(markdown_cell(c, grid.decimals) for c in row)]
-                for name, row in zip(grid.rows, grid.cells, strict=True)]
-        headers = [escape(grid.corner), *map(escape, grid.columns)]
+                for name, row in zip(grid.shown_rows, grid.cells, strict=True)]
+        headers = [escape(grid.corner), *map(escape, grid.shown_columns)]
         ncols = len(grid.columns)
     colalign = ("left", *("right",) * ncols)
     return tabulate(body, headers=headers, tablefmt="pipe", colalign=colalign, disable_numparse=True) + "\n"

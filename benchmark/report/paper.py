@@ -41,10 +41,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .aggregate import REFERENCE_METHOD, aggregate, is_cross_model, is_same_model, ok_rows, order_methods
+from .aggregate import (
+    REFERENCE_METHOD,
+    aggregate,
+    base_method,
+    is_cross_model,
+    is_same_model,
+    ok_rows,
+    order_methods,
+)
+from .labels import published_as
 from .latex import escape
-from .naming import safe_name
-from .tables import Cell, Grid, attach_paper, bold_best, build_grid
+from .naming import display_backbone, display_dataset, display_method, safe_name
+from .tables import Cell, Grid, attach_paper, bold_best, build_grid, named
 
 PAPER_CSV = "paper_results.csv"
 PAPER_COLUMNS = ["table", "dataset", "method", "distill_backbone", "eval_backbone", "ipc", "top1", "top1_std",
@@ -64,18 +73,10 @@ METHOD_ALIASES = {
     "linear_gradient_matching": "lgm",
 }
 
-#: How the paper names its datasets.
-DATASET_TITLES = {
-    "imagenet100": "ImageNet-100",
-    "imagenet1k": "ImageNet-1k",
-    "stanford_dogs": "Stanford Dogs",
-    "cub200": "CUB-200-2011",
-    "flowers102": "Flowers-102",
-    "food101": "Food-101",
-    "waterbirds": "Waterbirds",
-    "spawrious_o2o_hard": "Spawrious (O2O hard)",
-    "artbench10": "ArtBench-10",
-}
+#: The datasets the paper's tables name (shown by their registered entries' display names).
+PAPER_TABLE_DATASETS = ("imagenet100", "imagenet1k", "stanford_dogs", "cub200", "flowers102", "food101",
+                        "waterbirds", "spawrious_o2o_hard", "artbench10")
+DATASET_TITLES = PAPER_TABLE_DATASETS  # the former name (then a key -> title mapping)
 #: Datasets shown as methods x backbones (same-model), and the paper table they come from.
 SAME_MODEL_TABLES = {
     "imagenet100": "1",
@@ -110,8 +111,10 @@ def paper_key(dataset: str) -> str:
 
 
 def dataset_title(dataset: str) -> str:
+    """The paper's dataset as its registered entry names it (``ImageNet-100``); our own name beside it
+    where ours is another cut of it (``ImageNet-100 (imagenet100_in1k)``)."""
     key = paper_key(dataset)
-    title = DATASET_TITLES.get(key, dataset)
+    title = display_dataset(key)
     return title if key == dataset else f"{title} ({dataset})"
 
 
@@ -120,23 +123,23 @@ def is_ablation(method: str) -> bool:
     return method.startswith(f"{DISTILLED}_")
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+def distilled_keys(methods: Iterable[str]) -> list[str]:
+    """The method keys of LGM itself among ``methods`` (``lgm``, ``lgm [embedded]``, ...), in order."""
+    return order_methods(m for m in methods if base_method(m) == DISTILLED)
+
+
+def packaged_paper_results() -> Path:
+    """The paper's published numbers as shipped in the package: ``benchmark/assets/paper_results.csv``
+    (every number with its source in the ``source`` column)."""
+    return Path(str(importlib.resources.files("benchmark") / "assets" / PAPER_CSV))
 
 
 def find_paper_csv(results: Path) -> Path | None:
-    """The published numbers to compare with: ``<results>/paper_results.csv``, else one beside the
-    results directory, else a copy shipped in the package (``benchmark/assets``), else the repository's
-    ``results/paper_results.csv``. None when there is none."""
+    """The published numbers to compare with: ``<results>/paper_results.csv`` (an override), else one
+    beside the results directory, else the packaged copy (:func:`packaged_paper_results`). None when
+    there is none."""
     results = Path(results)
-    candidates = [results / PAPER_CSV, results.parent / PAPER_CSV]
-    try:
-        packaged = importlib.resources.files("benchmark") / "assets" / PAPER_CSV
-        if packaged.is_file():
-            candidates.append(Path(str(packaged)))
-    except (ModuleNotFoundError, TypeError):  # pragma: no cover - zipped installs
-        pass
-    candidates.append(_repo_root() / "results" / PAPER_CSV)
+    candidates = [results / PAPER_CSV, results.parent / PAPER_CSV, packaged_paper_results()]
     return next((p for p in candidates if p.is_file()), None)
 
 
@@ -193,7 +196,11 @@ class PaperNumbers:
 
     def get(self, dataset: str, method: str, distill: str, evaluate: str, ipc: int,
             table: str | None = None) -> tuple[float, float | None] | None:
-        """``(top1, std or None)`` of the published cell, or None (see the module doc for the rules)."""
+        """``(top1, std or None)`` of the published cell, or None (see the module doc for the rules).
+        ``method`` may be a labelled key (:func:`.labels.published_as`)."""
+        method = published_as(method)
+        if method is None:
+            return None
         dataset = paper_key(dataset)
         distills = [distill] if distill not in ("", evaluate) else list(dict.fromkeys([distill, evaluate, ""]))
         ipcs = [int(ipc)] + ([0] if method == REFERENCE_METHOD and int(ipc) != 0 else [])
@@ -217,7 +224,7 @@ class PaperNumbers:
         if dataset is not None:
             sel &= self.frame["dataset"] == paper_key(dataset)
         if method is not None:
-            sel &= self.frame["method"] == method
+            sel &= self.frame["method"] == published_as(method)
         if ipc is not None:
             sel &= (self.frame["ipc"] == int(ipc)) | (
                 (self.frame["ipc"] == 0) & (self.frame["method"] == REFERENCE_METHOD))
@@ -300,12 +307,14 @@ def same_model_table(rows: pd.DataFrame, paper: PaperNumbers, table: str, datase
     pub = paper.rows(table=table, dataset=dataset, ipc=ipc)
     pub = pub[((pub["distill_backbone"] == pub["eval_backbone"]) | (pub["distill_backbone"] == ""))
               & ~pub["method"].map(is_ablation)]
-    methods = order_methods(set(same["method"]) | set(pub["method"]))
+    covered = {published_as(m) for m in same["method"]}  # a labelled run of ours stands for its method
+    methods = order_methods(set(same["method"]) | (set(pub["method"]) - covered))
     backbones = sorted(set(same["eval_backbone"]) | set(pub["eval_backbone"]))
     title = f"Table {table}: {_where(dataset, ipc, protocol, latex=False)}"
     grid = build_grid(same, "method", "eval_backbone", row_order=methods, col_order=backbones,
                       exclude_from_best=(REFERENCE_METHOD,), corner="Method", title=title)
-    grid = attach_paper(grid, lambda m, b: paper.get(dataset, m, b, b, ipc, table=table))
+    grid = named(attach_paper(grid, lambda m, b: paper.get(dataset, m, b, b, ipc, table=table)),
+                 display_method, display_backbone)
     caption = (f"Table {table} layout: top-1 accuracy (\\%) on {_where(dataset, ipc, protocol, latex=True)}; "
                f"rows: methods, columns: backbones (distilled and probed with the same one). {_COMPARE_NOTE}")
     return PaperTable(table, dataset, ipc, protocol, _stem(table, dataset, ipc, protocol), title, caption, grid)
@@ -320,6 +329,7 @@ def worst_group_table(rows: pd.DataFrame, table: str, dataset: str, ipc: int, pr
     title = f"Table {table} (worst group): {_where(dataset, ipc, protocol, latex=False)}"
     grid = build_grid(same, "method", "eval_backbone", row_order=order_methods(same["method"]),
                       exclude_from_best=(REFERENCE_METHOD,), corner="Method", title=title)
+    grid = named(grid, display_method, display_backbone)
     caption = (f"Table {table} layout, worst-group top-1 accuracy (\\%) on "
                f"{_where(dataset, ipc, protocol, latex=True)}; mean $\\pm$ {SPREAD_NOTE} over seeds, best in bold "
                "(the published numbers list average accuracy only).")
@@ -337,14 +347,16 @@ def transfer_table(rows: pd.DataFrame, paper: PaperNumbers, dataset: str, ipc: i
     pub = paper.rows(table=TRANSFER_TABLE, dataset=dataset, ipc=ipc, method=method)
     distill = sorted(set(sel["distill_backbone"]) | set(pub["distill_backbone"]) - {""})
     evaluate = sorted(set(sel["eval_backbone"]) | set(pub["eval_backbone"]))
-    title = f"Table {TRANSFER_TABLE}: {method} transfer, {_where(dataset, ipc, protocol, latex=False)}"
+    title = f"Table {TRANSFER_TABLE}: {display_method(method)} transfer, {_where(dataset, ipc, protocol, latex=False)}"
     grid = build_grid(sel, "distill_backbone", "eval_backbone", row_order=distill, col_order=evaluate,
                       corner="Distilled with", title=title)
     grid = attach_paper(grid, lambda d, e: paper.get(dataset, method, d, e, ipc, table=TRANSFER_TABLE))
-    caption = (f"Table {TRANSFER_TABLE} layout: cross-model transfer of {method} on "
+    grid = named(grid, display_backbone, display_backbone)
+    caption = (f"Table {TRANSFER_TABLE} layout: cross-model transfer of {escape(display_method(method))} on "
                f"{_where(dataset, ipc, protocol, latex=True)}; rows: distilled with, columns: probed with; "
                f"top-1 (\\%). {_COMPARE_NOTE}")
-    return PaperTable(TRANSFER_TABLE, dataset, ipc, protocol, _stem(TRANSFER_TABLE, dataset, ipc, protocol),
+    suffix = "" if method == DISTILLED else f"_{safe_name(method)}"
+    return PaperTable(TRANSFER_TABLE, dataset, ipc, protocol, _stem(TRANSFER_TABLE, dataset, ipc, protocol, suffix),
                       title, caption, grid)
 
 
@@ -368,11 +380,13 @@ def ablation_table(rows: pd.DataFrame, paper: PaperNumbers, dataset: str, ipc: i
     backbones, and the average cross-model accuracy (every distilled-with-A, probed-with-B cell, A != B;
     the paper's from Table 2 over the same pairs). Averages are over the cells we have, and the
     published average over the same cells. None without an ablation of ours."""
-    ours = rows[(rows["method"] == DISTILLED) | rows["method"].map(is_ablation)]
+    ours = rows[rows["method"].map(base_method).eq(DISTILLED) | rows["method"].map(is_ablation)]
     if not ours["method"].map(is_ablation).any():
         return None
     pub = paper.rows(table=ABLATION_TABLE, dataset=dataset, ipc=ipc)
-    methods = order_methods(set(ours["method"]) | set(pub["method"]) | {DISTILLED})
+    covered = {published_as(m) for m in ours["method"]}
+    methods = order_methods(set(ours["method"]) | (set(pub["method"]) - covered)
+                            | ({DISTILLED} - covered))
     backbones = sorted(set(ours["eval_backbone"]) | set(pub["eval_backbone"]))
     pairs = [(a, b) for a in backbones for b in backbones if a != b]
 
@@ -401,8 +415,8 @@ def ablation_table(rows: pd.DataFrame, paper: PaperNumbers, dataset: str, ipc: i
         cells.append(line)
     title = f"Table {ABLATION_TABLE}: ablations, {_where(dataset, ipc, protocol, latex=False)}"
     grid = bold_best(Grid(methods, [*backbones, SAME_AVG, CROSS_AVG], cells, corner="Method", title=title))
-    grid = replace(grid, compare=True)
-    caption = (f"Table {ABLATION_TABLE} layout: ablations of {DISTILLED} on "
+    grid = named(replace(grid, compare=True), display_method, display_backbone)
+    caption = (f"Table {ABLATION_TABLE} layout: ablations of {escape(display_method(DISTILLED))} on "
                f"{_where(dataset, ipc, protocol, latex=True)}: top-1 (\\%) distilled and probed with each "
                "backbone, its average, and the average cross-model accuracy (distilled with one backbone, "
                "probed with another; the published one from Table 2 over the same pairs). "
@@ -444,7 +458,8 @@ def paper_tables(results: pd.DataFrame, paper: PaperNumbers) -> list[PaperTable]
                     made.append(worst_group_table(_rows_of(worst, dataset, ipc, protocol), table, dataset, ipc,
                                                   protocol))
                 if paper_key(dataset) in TRANSFER_DATASETS:
-                    made.append(transfer_table(rows, paper, dataset, ipc, protocol))
+                    made += [transfer_table(rows, paper, dataset, ipc, protocol, method=m)
+                             for m in distilled_keys(rows["method"]) or [DISTILLED]]
                 if paper_key(dataset) in ABLATION_DATASETS:
                     made.append(ablation_table(rows, paper, dataset, ipc, protocol))
                 out += [t for t in made if t is not None]

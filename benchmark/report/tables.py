@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from .aggregate import REFERENCE_METHOD, is_cross_model, is_reference, is_same_model, order_methods
+from .naming import display_backbone, display_method
 
 DECIMALS = 2
 
@@ -54,6 +55,17 @@ class Grid:
     title: str = ""
     decimals: int = DECIMALS  # digits after the point for our values
     compare: bool = False  # render ours | paper | delta per column (see attach_paper)
+    # How renderers show the labels (e.g. "LGM" for the key "lgm", see :func:`named`); None: as they are.
+    row_names: tuple[str, ...] | None = None
+    column_names: tuple[str, ...] | None = None
+
+    @property
+    def shown_rows(self) -> list[str]:
+        return list(self.row_names) if self.row_names is not None else list(self.rows)
+
+    @property
+    def shown_columns(self) -> list[str]:
+        return list(self.column_names) if self.column_names is not None else list(self.columns)
 
     def cell(self, row: str, column: str) -> Cell:
         return self.cells[self.rows.index(row)][self.columns.index(column)]
@@ -191,6 +203,14 @@ def attach_paper(grid: Grid, lookup: Callable[[str, str], tuple[float, float | N
     return replace(grid, cells=cells, compare=True)
 
 
+def named(grid: Grid, rows: Callable[[str], str] | None = None,
+          columns: Callable[[str], str] | None = None) -> Grid:
+    """``grid`` with its labels shown through ``rows``/``columns`` (key -> shown name); the keys stay
+    (``grid.cell(key, key)`` and paper lookups keep working)."""
+    return replace(grid, row_names=None if rows is None else tuple(rows(r) for r in grid.rows),
+                   column_names=None if columns is None else tuple(columns(c) for c in grid.columns))
+
+
 # ----------------------------------------------------------------------------------------- layouts
 
 
@@ -198,7 +218,7 @@ def same_model_grid(rows: pd.DataFrame, title: str = "") -> Grid:
     """Methods x evaluating backbones, same-model cells only (distilled with the evaluating backbone,
     or with none); full_data last and never bold."""
     same = rows[is_same_model(rows)]
-    return build_grid(
+    grid = build_grid(
         same,
         "method",
         "eval_backbone",
@@ -208,6 +228,7 @@ def same_model_grid(rows: pd.DataFrame, title: str = "") -> Grid:
         corner="Method",
         title=title,
     )
+    return named(grid, display_method, display_backbone)
 
 
 def cross_model_methods(rows: pd.DataFrame) -> list[str]:
@@ -218,8 +239,9 @@ def cross_model_methods(rows: pd.DataFrame) -> list[str]:
 def transfer_grid(rows: pd.DataFrame, method: str, title: str = "") -> Grid:
     """Distilling backbone x evaluating backbone for one method (the diagonal is same-model)."""
     sel = rows[(rows["method"] == method) & (rows["distill_backbone"] != "")]
-    return build_grid(sel, "distill_backbone", "eval_backbone", bold="max", corner="Distilled with",
+    grid = build_grid(sel, "distill_backbone", "eval_backbone", bold="max", corner="Distilled with",
                       title=title)
+    return named(grid, display_backbone, display_backbone)
 
 
 TableBuilder = Callable[[pd.DataFrame], Grid]
