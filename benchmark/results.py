@@ -42,9 +42,14 @@ SCHEMA = pa.schema([
     ("distill_seconds", pa.float64()),  # wall time of making the set (as recorded when it was made)
     ("distill_gpu_seconds", pa.float64()),  # CUDA-event time; NaN on CPU
     ("distill_peak_mem_bytes", pa.int64()),  # CUDA allocator peak, or process max RSS on CPU
-    ("eval_seconds", pa.float64()),  # wall time of this probe seed
-    ("eval_gpu_seconds", pa.float64()),
-    ("eval_peak_mem_bytes", pa.int64()),
+    # probe time (docs/evaluation.md, "What is timed"): a cell's seeds share one prepare (features,
+    # selection), then each seed fits its own head; the eval_* columns are this seed's share
+    ("eval_seconds", pa.float64()),  # probe_prepare_seconds / seeds in the cell + probe_fit_seconds
+    ("eval_gpu_seconds", pa.float64()),  # the same share of CUDA-event time; NaN on CPU
+    ("eval_peak_mem_bytes", pa.int64()),  # the larger peak of the prepare and of this seed's fit
+    ("probe_prepare_seconds", pa.float64()),  # wall time of the cell's prepare (the same on each row)
+    ("probe_fit_seconds", pa.float64()),  # wall time of this seed's fit (head training and scoring)
+    ("probe_wall_seconds", pa.float64()),  # wall time of the cell's whole probe: prepare and every fit
     ("device", pa.string()),
     ("status", pa.string()),  # "ok" | "error"
     ("error", pa.string()),
@@ -134,9 +139,10 @@ def _type_name(t: pa.DataType) -> str:
     return {"large_string": "string"}.get(str(t), str(t))
 
 
-# Provenance columns added after the first release: files written before them are still read (the
-# columns come back empty); their cells are then stale, not broken.
-LATER_COLUMNS = ("distill_backbone_identity", "eval_backbone_identity", "dataset_revision", "test_realigned_from")
+# Columns added after the first release: files written before them are still read (the columns come
+# back empty); such cells are stale by their config hash or, for the probe timing columns, still current.
+LATER_COLUMNS = ("distill_backbone_identity", "eval_backbone_identity", "dataset_revision", "test_realigned_from",
+                 "probe_prepare_seconds", "probe_fit_seconds", "probe_wall_seconds")
 
 
 def _check_schema(schema: pa.Schema) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,8 +22,11 @@ from tqdm.auto import tqdm
 
 from . import provenance
 from .artifacts import ArtifactKey, ArtifactStore
+from .embedding import check_workers, default_workers
 from .features import FeatureCache
 from .hashing import canonical_json
+from .launch.groups import in_dependency_order, missing_requirements, required_sets, set_key
+from .locks import held, try_hold
 from .registries import BACKBONES, DATASETS, METHODS, PROBES
 from .results import InvalidCellFile, check_cell_file, set_aside, write_cell
 from .suites import Cell, Suite
@@ -108,12 +112,14 @@ class Runner:
     """Runs a suite's cells on one device, writing ``<results>/cells/<suite>/<cell_id>.parquet``."""
 
     def __init__(self, suite: Suite, results: Path, device: torch.device | None = None,
-                 progress: bool = True, features: FeatureCache | None = None) -> None:
+                 progress: bool = True, features: FeatureCache | None = None, workers: int | None = None) -> None:
         self.suite = suite
         self.results = Path(results)
         self.device = device or resolve_device()
         self.progress = progress
-        self.features = features or FeatureCache(progress=progress)
+        # image decode workers (None: from the CPU count); they never change a result, so no id holds them
+        self.workers = default_workers() if workers is None else check_workers(workers)
+        self.features = features or FeatureCache(progress=progress, workers=self.workers)
         self.store = ArtifactStore(self.results / "artifacts")
         self._data: dict[str, tuple[LabeledImages, LabeledImages]] = {}
         self._backbones: dict[str, Backbone] = {}
@@ -148,7 +154,7 @@ class Runner:
             return found[0] if found else None
 
         return RunContext(device=self.device, features=self.features, artifact_dir=directory,
-                          load_synthetic=load_synthetic, progress=self.progress)
+                          load_synthetic=load_synthetic, progress=self.progress, workers=self.workers)
 
     def synthetic(self, cell: Cell) -> Made:
         """The cell's set: from this run's memory, from the artifact store, or made now and stored."""
@@ -157,24 +163,31 @@ class Runner:
             return self._sets[key.digest]
         directory = self.store.directory(key)
         found = self.store.load(key)
+        if found is None:  # one maker across processes; the others wait, then load what it stored
+            with held(directory, f"the {cell.method} set {directory}"):
+                found = self.store.load(key)
+                if found is None:
+                    made = self._make(cell, key, directory)
         if found is not None:
             synset, meta = found
             made = Made(synset, directory, meta.get("cost", {}), key.method_config)
             self.summary.reused_sets += 1
-        else:
-            train, _ = self.data(cell.dataset)
-            backbone = self.backbone(cell.distill_backbone) if cell.distill_backbone else None
-            ctx = self.context(directory, cell.dataset, cell.distill_backbone, cell.ipc, cell.method_seed)
-            directory.mkdir(parents=True, exist_ok=True)
-            method = self.method(cell.method, cell.dataset)
-            with provenance.measure(self.device) as cost:
-                synset = method.synthesize(train, backbone, cell.ipc, cell.method_seed, ctx)
-            cost_dict = dataclasses.asdict(cost)
-            self.store.save(key, synset, cost_dict)
-            made = Made(synset, directory, cost_dict, key.method_config)
-            self.summary.made_sets += 1
         self._sets[key.digest] = made
         return made
+
+    def _make(self, cell: Cell, key: ArtifactKey, directory: Path) -> Made:
+        """Make the cell's set and store it (the caller holds the set's lock)."""
+        train, _ = self.data(cell.dataset)
+        backbone = self.backbone(cell.distill_backbone) if cell.distill_backbone else None
+        ctx = self.context(directory, cell.dataset, cell.distill_backbone, cell.ipc, cell.method_seed)
+        directory.mkdir(parents=True, exist_ok=True)
+        method = self.method(cell.method, cell.dataset)
+        with provenance.measure(self.device) as cost:
+            synset = method.synthesize(train, backbone, cell.ipc, cell.method_seed, ctx)
+        cost_dict = dataclasses.asdict(cost)
+        self.store.save(key, synset, cost_dict)
+        self.summary.made_sets += 1
+        return Made(synset, directory, cost_dict, key.method_config)
 
     # -- one cell ----------------------------------------------------------------------------------
     def run_cell(self, cell: Cell) -> list[dict[str, Any]]:
@@ -187,16 +200,28 @@ class Runner:
             protocol = PROBES.get(cell.protocol)(**self.suite.protocol_options.get(cell.protocol, {}))
             ctx = self.context(made.directory, cell.dataset, cell.distill_backbone, cell.ipc, cell.method_seed)
             base.update(self.provenance_of(cell, made, protocol.config(), train, test, backbone))
-            rows = []
-            for seed in cell.probe_seeds:
-                with provenance.measure(self.device) as cost:
-                    (result,) = protocol.evaluate(made.synset, train, test, backbone, [seed], ctx)
-                rows.append({**base, "probe_seed": seed, "top1": result.top1, "top5": result.top5,
-                             "worst_group_top1": result.extra.get("worst_group_top1", float("nan")),
-                             "probe_extra": canonical_json(result.extra), "eval_seconds": cost.seconds,
-                             "eval_gpu_seconds": cost.gpu_seconds, "eval_peak_mem_bytes": cost.peak_mem_bytes,
-                             "status": "ok", "error": "", "finished_at": now()})
-            return rows
+            # the probe's shared work once, then each seed's head; the rows are built after the last fit
+            # so that nothing but the probe falls inside the cell's probe wall time
+            fits = []
+            with provenance.measure(self.device) as wall:
+                with provenance.measure(self.device) as prep:
+                    prepared = protocol.prepare(made.synset, train, test, backbone, ctx)
+                for seed in cell.probe_seeds:
+                    with provenance.measure(self.device) as fit:
+                        result = protocol.fit(prepared, seed)
+                    fits.append((seed, result, fit, now()))
+            n = len(fits)
+            return [{**base, "probe_seed": seed, "top1": result.top1, "top5": result.top5,
+                     "worst_group_top1": result.extra.get("worst_group_top1", float("nan")),
+                     "probe_extra": canonical_json(result.extra),
+                     # this seed's share of the cell's probe time: its fit + 1/n of the shared prepare
+                     "eval_seconds": prep.seconds / n + fit.seconds,
+                     "eval_gpu_seconds": prep.gpu_seconds / n + fit.gpu_seconds,
+                     "eval_peak_mem_bytes": max(prep.peak_mem_bytes, fit.peak_mem_bytes),
+                     "probe_prepare_seconds": prep.seconds, "probe_fit_seconds": fit.seconds,
+                     "probe_wall_seconds": wall.seconds,
+                     "status": "ok", "error": "", "finished_at": finished}
+                    for seed, result, fit, finished in fits]
         except Exception as err:  # one broken cell must not stop the grid; its row says why
             log.debug("cell %s failed", cell.cell_id, exc_info=True)
             message = f"{type(err).__name__}: {err}"
@@ -238,31 +263,63 @@ class Runner:
         return fields
 
     # -- the grid ----------------------------------------------------------------------------------
-    def run(self) -> RunSummary:
-        cells = self.suite.cells()
+    def run(self, cells: Sequence[Cell] | None = None, alignment: bool = True) -> RunSummary:
+        """Run the suite's cells (``cells``: only these, e.g. one job's share), each cell after the cells
+        making the sets it requires (``Method.requires``). Another process on the same results directory
+        running a cell (it holds the cell's lock) is left to it: that cell, and those reading its set, are
+        taken up at the end, when they are usually done. ``alignment``: also measure the suite's
+        backbone alignment (a suite split into jobs measures it in one of them)."""
+        cells = in_dependency_order(self.suite.cells() if cells is None else list(cells))
         self.summary = RunSummary(total=len(cells))
         pending = [c for c in cells if not self._done(c)]
         self.summary.skipped = len(cells) - len(pending)
         if not pending:
             print(f"All {len(cells)} cells of suite {self.suite.name!r} are already in {self.results}: "
                   "nothing to train or probe.")
-            if self.suite.alignment:
+            if self.suite.alignment and alignment:
                 self.measure_alignment(only_missing=True)
             return self.summary
         if self.summary.skipped:
             print(f"Resuming: {self.summary.skipped} of {len(cells)} cells already done, {len(pending)} to run.")
+        for method, lacking in missing_requirements(cells).items():
+            print(f"note: {method} reads the sets of {', '.join(lacking)}, which this run does not make: its "
+                  f"cells use those already stored under {self.store.root} or fail saying what is missing",
+                  file=sys.stderr)
         bar = tqdm(pending, desc=f"suite {self.suite.name}", unit="cell", disable=not self.progress)
+        later: list[Cell] = []
+        busy: set[tuple] = set()  # sets another process is making or probing right now
         for cell in bar:
             bar.set_postfix_str(cell.describe())
-            rows = self.run_cell(cell)
-            write_cell(cell_path(self.results, cell), rows)
-            self.summary.ran += 1
-            if rows[0]["status"] != "ok":
-                self.summary.failed.append(f"{cell.cell_id}: {rows[0]['error'].splitlines()[0]}")
-                tqdm.write(f"cell failed: {cell.describe()}\n  {rows[0]['error'].splitlines()[0]}")
-        if self.suite.alignment:
+            if set_key(cell) in busy or busy.intersection(required_sets(cell)):
+                later.append(cell)
+                continue
+            lock = try_hold(cell_path(self.results, cell))
+            if lock is None:  # another process runs this cell: do other work first
+                later.append(cell)
+                busy.add(set_key(cell))
+                continue
+            try:
+                self._run_locked(cell)
+            finally:
+                lock.release()
+        for cell in later:
+            with held(cell_path(self.results, cell), f"cell {cell.cell_id}"):
+                self._run_locked(cell)
+        if self.suite.alignment and alignment:
             self.measure_alignment()
         return self.summary
+
+    def _run_locked(self, cell: Cell) -> None:
+        """Run and write one cell, under its lock: skipped when another process finished it meanwhile."""
+        if self._done(cell):
+            self.summary.skipped += 1
+            return
+        rows = self.run_cell(cell)
+        write_cell(cell_path(self.results, cell), rows)
+        self.summary.ran += 1
+        if rows[0]["status"] != "ok":
+            self.summary.failed.append(f"{cell.cell_id}: {rows[0]['error'].splitlines()[0]}")
+            tqdm.write(f"cell failed: {cell.describe()}\n  {rows[0]['error'].splitlines()[0]}")
 
     def _done(self, cell: Cell) -> bool:
         """Whether the cell is done; a file that is not this cell's is moved aside (kept as ``*.bad``)."""
@@ -292,8 +349,9 @@ class Runner:
                 tqdm.write(f"alignment on {dataset} failed: {type(err).__name__}: {err}")
 
 
-def describe_plan(suite: Suite, results: Path) -> str:
-    """The dry-run text: every cell and whether it is done, what it needs, and an estimate of the work."""
+def describe_plan(suite: Suite, results: Path, device: torch.device | None = None) -> str:
+    """The dry-run text: every cell and whether it is done, what it needs, and an estimate of the work
+    (from ``device``'s calibration when there is one)."""
     from .plan import describe_plan as plan
 
-    return plan(suite, Path(results), is_done)
+    return plan(suite, Path(results), is_done, device)

@@ -210,6 +210,7 @@ class RunContext:
     artifact_dir: Path  # private directory of this synthetic set (checkpoints, previews)
     load_synthetic: Callable[[str], SyntheticSet | None] = lambda method: None  # same cell, other method
     progress: bool = True
+    workers: int = 0  # image decode workers (``benchmark.embedding``); 0: decode in the main process
 
 
 @dataclass
@@ -235,6 +236,21 @@ class Method(ABC):
     uses_backbone: ClassVar[bool] = True  # False: one set serves every distilling backbone
     uses_ipc: ClassVar[bool] = True  # False: the set does not depend on ipc (full data)
     paired_seeds: ClassVar[bool] = False  # True: one probe seed per method seed (random real)
+    # methods whose set of the same (dataset, backbone, ipc, seed) this one reads (``ctx.load_synthetic``):
+    # their cells run first, in the same job
+    requires: ClassVar[tuple[str, ...]] = ()
+    display_name: ClassVar[str]  # how reports name it ("LGM"); a subclass without one: its ``name``
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "display_name" not in vars(cls):
+            cls.display_name = vars(cls).get("name", getattr(cls, "name", cls.__name__))
+
+    @classmethod
+    def label(cls, config: dict[str, Any]) -> str | None:
+        """How a run with ``config`` (a row's ``method_config``) departs from the paper's configuration,
+        for reports (``LGM [embedded]``); None when it does not."""
+        return None
 
     def __init__(self, **options: Any) -> None:
         self.options = make_options(self.Options, options, f"method {self.name!r}")
@@ -256,8 +272,20 @@ class ProbeResult:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. chosen lr, worst-group accuracy
 
 
+@dataclass
+class PreparedProbe:
+    """What :meth:`ProbeProtocol.prepare` returns: the work every probe seed of one set shares. Each
+    protocol subclasses it with its own state (features, the chosen learning rate, ...)."""
+
+    test: LabeledImages  # scored by ``fit``; its labels are read there only
+    num_classes: int
+
+
 class ProbeProtocol(ABC):
-    """How a linear probe is trained on a synthetic set and scored on the test split."""
+    """How a linear probe is trained on a synthetic set and scored on the test split.
+
+    Two steps, so the runner can time them apart (docs/evaluation.md, "What is timed"): ``prepare``
+    once per set (features, test features, any selection), then ``fit`` once per probe seed."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -270,6 +298,16 @@ class ProbeProtocol(ABC):
         return {"protocol": self.name, **dataclasses.asdict(self.options)}
 
     @abstractmethod
+    def prepare(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages,
+                backbone: Backbone, ctx: RunContext) -> PreparedProbe:
+        """Check the inputs and do everything the seeds share; raise ValueError on unusable input."""
+
+    @abstractmethod
+    def fit(self, prepared: PreparedProbe, seed: int) -> ProbeResult:
+        """Train the head of probe seed ``seed`` and score it: test top-1/top-5 in percent."""
+
     def evaluate(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages,
                  backbone: Backbone, seeds: Sequence[int], ctx: RunContext) -> list[ProbeResult]:
-        """Train one head per seed; return test top-1/top-5 in percent."""
+        """``prepare`` once, then ``fit`` each seed."""
+        prepared = self.prepare(synset, train, test, backbone, ctx)
+        return [self.fit(prepared, int(seed)) for seed in seeds]

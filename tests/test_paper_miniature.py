@@ -18,6 +18,8 @@ from benchmark.data.paper import local_env_var
 from benchmark.features import FeatureCache
 from benchmark.registries import SUITES
 from benchmark.report import build_report
+from benchmark.report.naming import display_backbone, display_method
+from benchmark.report.paper import packaged_paper_results
 from benchmark.results import read_results
 from benchmark.runner import Runner
 from tests.test_paper_backbones import random_state_dict
@@ -81,20 +83,51 @@ def test_every_cell_ran_under_the_paper_protocol(results) -> None:
     assert len(set(zip(lgm.distill_backbone, lgm.eval_backbone, strict=True))) == 4
 
 
+LGM_ROW = display_method("lgm [smoke]")  # LGM runs its smoke preset here, which the report labels
+
+
+def markdown_table(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The pipe table in ``text``: its header cells, and each body row's cells keyed by its first cell."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    header, separator, *body = cells
+    assert all(set(c) <= set(":-") for c in separator), separator
+    return header, {row[0]: row for row in body}
+
+
+def published_cell(path, row: str, column: str) -> tuple[float, float, float]:
+    """(ours, paper, delta) in the table at ``path``, row ``row`` and column group ``column``: the
+    comparison layout puts ``<column> ours``, ``paper`` and ``Δ`` side by side."""
+    header, rows = markdown_table(path.read_text())
+    assert row in rows, (row, list(rows))
+    at = header.index(f"{column} ours")
+    assert header[at + 1:at + 3] == ["paper", "Δ"], header
+    ours, paper, diff = rows[row][at:at + 3]
+    return (float(ours.strip("*").split(" ±")[0]), float(paper.split(" ±")[0]), float(diff))
+
+
 def test_paper_tables_show_the_published_numbers(results) -> None:
     _, written = results
-    names = {p.name for p in written}
-    paper = pd.read_csv("results/paper_results.csv")
+    by_name = {p.name: p for p in written}
+    paper = pd.read_csv(packaged_paper_results())
     for dataset, table in (("cub200", "5"), ("stanford_dogs", "5"), ("flowers102", "8"), ("food101", "8")):
-        md = next(p for p in written if p.name == f"paper_table{table}_{dataset}_ipc1_paper.md").read_text()
-        published = paper[(paper.dataset == dataset) & (paper.method == "lgm")
-                          & (paper.eval_backbone == "clip_vitb16")]
-        assert f"{published.top1.iloc[0]:.1f}" in md
-    transfer = next(p for p in written if p.name.startswith("paper_table2_imagenet100")).read_text()
+        published = paper[(paper.table.astype(str) == table) & (paper.dataset == dataset)
+                          & (paper.method == "lgm") & (paper.eval_backbone == "clip_vitb16")]
+        assert len(published) == 1, (dataset, table)
+        for backbone in BACKBONES:  # our LGM and the paper's, per backbone column, in the LGM row
+            want = paper[(paper.table.astype(str) == table) & (paper.dataset == dataset)
+                         & (paper.method == "lgm") & (paper.eval_backbone == backbone)].top1
+            ours, shown, diff = published_cell(by_name[f"paper_table{table}_{dataset}_ipc1_paper.md"],
+                                               LGM_ROW, display_backbone(backbone))
+            assert shown == pytest.approx(float(want.iloc[0]))
+            assert diff == pytest.approx(ours - shown, abs=0.011)  # both rounded to two decimals
+    transfer = next(p for p in written if p.name.startswith("paper_table2_imagenet100"))
     published = paper[(paper.table.astype(str) == "2") & (paper.dataset == "imagenet100")
                       & (paper.distill_backbone == "clip_vitb16") & (paper.eval_backbone == "dinov2_vitb14")]
-    assert f"{published.top1.iloc[0]:.1f}" in transfer
-    assert "tables.tex" in names
+    assert len(published) == 1
+    ours, shown, diff = published_cell(transfer, display_backbone("clip_vitb16"), display_backbone("dinov2_vitb14"))
+    assert shown == pytest.approx(float(published.top1.iloc[0])) and diff == pytest.approx(ours - shown, abs=0.011)
+    assert "tables.tex" in by_name
 
 
 def test_figures_are_written(results) -> None:

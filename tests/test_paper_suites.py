@@ -11,6 +11,7 @@ from benchmark.registries import SUITES
 
 B = 4  # paper backbones
 SEEDS = 5
+PROBE_SEEDS = tuple(3407 + k for k in range(SEEDS))  # the official code's seeds
 TABLE1 = {"lgm": B, "neighbors": B, "centroids": B, "random_real": B * SEEDS, "full_data": B}
 
 
@@ -26,15 +27,22 @@ TABLE1 = {"lgm": B, "neighbors": B, "centroids": B, "random_real": B * SEEDS, "f
 def test_suite_cell_counts(suite, per_dataset, datasets) -> None:
     cells = SUITES.get(suite).cells()
     assert Counter(c.method for c in cells) == {m: n * datasets for m, n in per_dataset.items()}
-    assert all(c.protocol == "paper" for c in cells)
-    probe_seeds = Counter(len(c.probe_seeds) for c in cells if c.method != "random_real")
-    assert set(probe_seeds) <= {SEEDS}
+    assert len({c.dataset for c in cells}) == datasets
+    assert {c.protocol for c in cells} == {"paper"}
+    # every cell has the paper's probe seeds 3407+k: five per cell, or, for random real images, one per
+    # selection seed (paired), together the same five
+    paired = [c for c in cells if c.method == "random_real"]
+    assert {c.probe_seeds for c in cells if c.method != "random_real"} == {PROBE_SEEDS}
+    assert Counter(c.probe_seeds for c in paired) == Counter({(s,): len(paired) // SEEDS for s in PROBE_SEEDS})
+    assert {(c.method_seed, c.probe_seeds) for c in paired} == (
+        {(k, (PROBE_SEEDS[k],)) for k in range(SEEDS)} if paired else set())
 
 
 def test_cross_model_covers_every_pair_and_measures_alignment() -> None:
     suite = SUITES.get("cross_model")
     pairs = {(c.distill_backbone, c.eval_backbone) for c in suite.cells()}
-    assert len(pairs) == 16 and suite.alignment
+    backbones = {"clip_vitb16", "dinov2_vitb14", "eva02_vitb14", "mocov3_vitb16"}
+    assert pairs == {(d, e) for d in backbones for e in backbones} and suite.alignment
 
 
 def test_imagenet1k_uses_three_augmentations_per_batch() -> None:

@@ -302,8 +302,9 @@ def test_fast_reads_test_labels_only_for_the_final_score(world, monkeypatch):
     test = WatchedLabels(**{f.name: getattr(world["test"], f.name) for f in dataclasses.fields(LabeledImages)})
     test.events = events
     results = FastProbe().evaluate(world["real"], world["train"], test, world["backbone"], [0, 1], world["ctx"])
-    assert events[:2] == ["train", "train"]  # selection, then the seeds' heads
-    assert set(events[2:]) == {"test labels"}
+    runs = [e for i, e in enumerate(events) if e == "train" or events[i - 1] != e]  # label reads collapsed
+    # selection, then each seed's head and its score: the test labels never before a seed's head
+    assert runs == ["train", "train", "test labels", "train", "test labels"]
     assert len(results) == 2
 
 
@@ -327,16 +328,37 @@ def test_fast_seeds_vary_the_init_and_are_reproducible(world, monkeypatch):
     calls = []
     real_select = FastProbe.select
     monkeypatch.setattr(FastProbe, "select", lambda self, *a, **k: calls.append(1) or real_select(self, *a, **k))
-    one = probe.evaluate(*args, [5], world["ctx"])[0]
+    prepared = probe.prepare(*args, world["ctx"])
+    assert len(calls) == 1  # the selection is part of prepare, shared by every seed
+    one, again, other = probe.fit(prepared, 5), probe.fit(prepared, 5), probe.fit(prepared, 4)
+    assert len(calls) == 1
+    assert (one.top1, one.top5, one.extra) == (again.top1, again.top5, again.extra)
     both = probe.evaluate(*args, [4, 5], world["ctx"])
-    assert len(calls) == 1  # selection and features are reused across evaluate calls on the same set
-    assert (one.top1, one.top5, one.extra["lr"]) == (both[1].top1, both[1].top5, both[1].extra["lr"])
-    # one head at a time or several together: the same weights
+    assert len(calls) == 2  # evaluate prepares once for its seeds
+    assert [r.seed for r in both] == [4, 5]
+    assert (both[0].top1, both[1].top1) == (other.top1, one.top1)  # bit-identical: a seed's head trains alone
+    # the seed sets the init, and a head trained with others differs from one trained alone only in the
+    # last bits (a batched matmul sums in another order): why fit trains one head at a time
     x, y = torch.randn(40, 16), torch.arange(40) % C
     w2, b2 = train_linear_heads(x, y, C, [1e-2, 1e-2], [0.0, 0.0], [4, 5], 20)
     w1, b1 = train_linear_heads(x, y, C, [1e-2], [0.0], [5], 20)
     assert torch.allclose(w2[1], w1[0], atol=1e-5) and torch.allclose(b2[1], b1[0], atol=1e-5)
-    assert not torch.allclose(w2[0], w2[1], atol=1e-5)  # the seed sets the init
+    assert not torch.allclose(w2[0], w2[1], atol=1e-5)
+
+
+def test_fast_fit_trains_one_head_per_seed(world, monkeypatch):
+    """Seeds are never batched into one training pass (that would change the last bits of the weights)."""
+    heads = []
+    real_train = fast_module.train_linear_heads
+
+    def spy(x, y, num_classes, lrs, *args, **kwargs):
+        heads.append(len(lrs))
+        return real_train(x, y, num_classes, lrs, *args, **kwargs)
+
+    monkeypatch.setattr(fast_module, "train_linear_heads", spy)
+    FastProbe(lrs=(1e-3, 1e-2)).evaluate(world["real"], world["train"], world["test"], world["backbone"],
+                                         [0, 1, 2], world["ctx"])
+    assert heads == [2, 1, 1, 1]  # the grid's heads together (one shared init), then one head per seed
 
 
 def test_fast_full_data_holds_out_the_validation_rows(world):
@@ -347,10 +369,24 @@ def test_fast_full_data_holds_out_the_validation_rows(world):
     assert r.extra["n_train"] == len(train) and r.top1 >= 95
 
 
-def test_fast_weight_decay_grid_is_searched(world):
-    (r,) = FastProbe(lrs=(1e-2,), weight_decays=(0.0, 1e6)).evaluate(
-        world["real"], world["train"], world["test"], world["backbone"], [0], world["ctx"])
-    assert r.extra["weight_decay"] == 0.0  # a huge decay pins the head at 0: chance on validation
+class PickFirst(FastProbe):
+    """A broken selection that always takes the first grid point: the test below must fail it."""
+
+    def select(self, *args, **kwargs):
+        chosen = super().select(*args, **kwargs)
+        first = chosen.grid[0]
+        return dataclasses.replace(chosen, lr=first["lr"], weight_decay=first["weight_decay"])
+
+
+# 1e6 pins the head at 0 (chance on validation); 10 validates as well as 0 but with a higher loss: the
+# right pick, 0, is neither first nor last, so neither "first" nor "last" finds it
+@pytest.mark.parametrize("weight_decays", [(1e6, 0.0, 10.0), (10.0, 0.0, 1e6)])
+def test_fast_weight_decay_grid_is_searched(world, weight_decays):
+    args = (world["real"], world["train"], world["test"], world["backbone"], [0], world["ctx"])
+    (r,) = FastProbe(lrs=(1e-2,), weight_decays=weight_decays).evaluate(*args)
+    assert r.extra["weight_decay"] == 0.0 and r.extra["val_top1"] == 100.0
+    (wrong,) = PickFirst(lrs=(1e-2,), weight_decays=weight_decays).evaluate(*args)
+    assert wrong.extra["weight_decay"] == weight_decays[0] != 0.0  # the check above tells them apart
 
 
 def test_fast_train_views_embed_augmented_views_of_small_sets_only(world, monkeypatch):

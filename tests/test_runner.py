@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
+from benchmark import provenance
 from benchmark.features import FeatureCache
 from benchmark.registries import BACKBONES, DATASETS, METHODS
 from benchmark.results import COLUMNS, read_results
@@ -12,6 +18,7 @@ from benchmark.types import Method, SyntheticSet
 from tests.toys import ToyBackbone, ToyDataset
 
 CALLS: dict[str, int] = {}
+REPO = Path(__file__).resolve().parent.parent
 
 
 class Counting(Method):
@@ -69,13 +76,51 @@ def test_rows_schema_and_provenance(tmp_path) -> None:
     assert len(frame) == sum(len(c.probe_seeds) for c in suite.cells())
     assert (frame.status == "ok").all()
     assert frame.top1.between(0, 100).all() and (frame.top5 >= frame.top1).all()
-    assert frame.eval_weight_sha256.str.len().eq(64).all()
+    shas = {name: BACKBONES.get(name).build().identity.weight_sha256 for name in ("toy_a", "toy_b")}
+    assert frame.eval_weight_sha256.tolist() == frame.eval_backbone.map(shas).tolist()
+    assert len(set(shas.values())) == 2 and all(len(sha) == 64 for sha in shas.values())
     assert frame.train_fingerprint.ne(frame.test_fingerprint).all()
-    assert frame.git_sha.str.len().ge(7).all() and frame.config_hash.str.len().eq(16).all()
+    assert frame.config_hash.str.fullmatch("[0-9a-f]{16}").all()
+    head = git_head()
+    if head is None:  # not a git checkout (an installed copy): the only case "unknown" is allowed
+        assert (frame.git_sha == "unknown").all()
+    else:  # the commit that ran, "-dirty" when tracked files had changes
+        assert frame.git_sha.str.fullmatch(f"{head}(-dirty)?").all(), frame.git_sha.unique()
     full = frame[frame.method == "full_data"]
     assert (full.n_train == 36).all() and (full.ipc == 0).all()
     rand = frame[frame.method == "random_real"]
     assert sorted(rand.method_seed.unique()) == [0, 1] and (rand.n_train == 3).all()
+
+
+def git_head(directory: Path = REPO) -> str | None:
+    """``git rev-parse HEAD`` in ``directory``, or None when it is not a git checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True,
+                              timeout=10, env={**os.environ, "GIT_CEILING_DIRECTORIES": str(directory.parent)})
+    except OSError:  # no git at all
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def test_git_sha_is_the_checkouts_commit_or_unknown_outside_one(tmp_path, monkeypatch) -> None:
+    head = git_head()
+    provenance.git_sha.cache_clear()
+    try:
+        sha = provenance.git_sha()
+        if head is not None:
+            assert re.fullmatch("[0-9a-f]{40}(-dirty)?", sha) and sha.removesuffix("-dirty") == head
+        else:
+            assert sha == "unknown"
+        # the same code in a directory that is no git checkout: "unknown", not a sha of something else
+        copy = tmp_path / "benchmark"
+        copy.mkdir()
+        monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+        monkeypatch.setattr(provenance, "__file__", str(copy / "provenance.py"))
+        provenance.git_sha.cache_clear()
+        assert git_head(tmp_path) is None and provenance.git_sha() == "unknown"
+    finally:
+        monkeypatch.undo()
+        provenance.git_sha.cache_clear()
 
 
 def test_set_is_made_once_per_distilling_backbone_and_reused(tmp_path) -> None:

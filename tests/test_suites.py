@@ -92,7 +92,7 @@ def test_default_and_its_faithful_twin():
 
     default, faithful = SUITES.get("default"), SUITES.get("default_faithful")
     assert default.method_options["lgm"]["preset"] == "embedded"
-    assert default.protocol_options["fast"]["train_views"] > 0
+    assert default.protocol_options["fast"]["train_views"] == 20  # the README's "20 augmented views"
     assert faithful.method_options["lgm"]["preset"] == "embedded_budget"
     # the same data, backbones, probe and seeds: only LGM's preset differs, so the two tables compare
     same = ("datasets", "backbones", "ipc", "seeds", "protocol", "cross_model", "backbone_options", "protocol_options")

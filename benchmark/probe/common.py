@@ -3,32 +3,12 @@ the geometry of set images (decoding, centre view) and the training crop."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from ..augment import CropSpec
-from ..features import backbone_device
-from ..types import Backbone, FeatureSource, LabeledImages, Preprocess, ProbeProtocol, SyntheticSet
-
-
-class ProbeBase(ProbeProtocol):
-    """A ProbeProtocol that remembers work shared by the seeds of one set (see ``_memoized``)."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._memo: tuple[tuple[Any, ...], Any] | None = None
-
-    def _memoized(self, refs: tuple[Any, ...], make: Any) -> Any:
-        """``make()`` once per set of objects (compared by identity): the runner calls evaluate per seed."""
-        if self._memo is not None:
-            held, value = self._memo
-            if len(held) == len(refs) and all(a is b for a, b in zip(held, refs, strict=True)):
-                return value
-        value = make()
-        self._memo = (refs, value)
-        return value
+from ..embedding import embed_tensor
+from ..types import Backbone, FeatureSource, LabeledImages, Preprocess, SyntheticSet
 
 
 def check_inputs(synset: SyntheticSet, train: LabeledImages, test: LabeledImages) -> int:
@@ -61,13 +41,7 @@ def embed_images(features: FeatureSource, backbone: Backbone, images: Tensor, ba
     embed = getattr(features, "embed_images", None)
     if embed is not None:
         return embed(backbone, images)
-    device = backbone_device(backbone)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(device=device, dtype=torch.float32)
-            out.append(backbone.embed(x).float().cpu())
-    return torch.cat(out)
+    return embed_tensor(backbone, images, batch_size=batch_size)
 
 
 def load_test_features(ctx_features: FeatureSource, backbone: Backbone, test: LabeledImages) -> Tensor:

@@ -13,10 +13,10 @@ images per class, or ``val_fraction``) is the validation set; it avoids the set'
 class has enough others (a full-data set overlaps it). One head per (lr, weight decay) of the grid is
 trained on the set's rows that are not in V (optionally capped by ``select_max_rows``), all from the
 same fixed init (``val_seed``); the best validation top-1 wins (ties: lower validation loss, then grid
-order). Then, per probe seed, a head initialised from that seed (N(0, 0.01^2), bias 0) is trained on the
-whole set with the chosen values and scored on the cached test features. Test labels are read only for
-that final score. Training is full-batch Adam (betas 0.9/0.999) for ``steps`` steps, mean cross-entropy
-+ ``wd/2 * ||W||^2``.
+order). Features and selection are ``prepare``, once per set. Then ``fit``, per probe seed: a head
+initialised from that seed (N(0, 0.01^2), bias 0) is trained alone on the whole set with the chosen
+values and scored on the cached test features. Test labels are read only for that final score.
+Training is full-batch Adam (betas 0.9/0.999) for ``steps`` steps, mean cross-entropy + ``wd/2 * ||W||^2``.
 
 ``standardize`` (default on) centres the features on V's mean and divides by one scalar (V's RMS per
 coordinate), so one learning-rate grid fits every backbone. It is an affine change of variables: the
@@ -26,7 +26,6 @@ head is still linear in the backbone's features.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,9 +35,8 @@ from torch import Tensor
 
 from ..augment import flip_random_resized_crop
 from ..registries import PROBES
-from ..types import Backbone, LabeledImages, ProbeResult, RunContext, SyntheticSet
+from ..types import Backbone, LabeledImages, PreparedProbe, ProbeProtocol, ProbeResult, RunContext, SyntheticSet
 from .common import (
-    ProbeBase,
     center_view,
     check_inputs,
     embed_images,
@@ -192,50 +190,47 @@ class Selection:
 
 
 @dataclass
-class _Prepared:
+class FastPrepared(PreparedProbe):
+    """The fast probe's shared state: standardised set, and test features and the selection."""
+
     x_set: Tensor
     y_set: Tensor
     views: int  # feature rows per set image
+    train_views: int  # augmented views per set image (0: one centre view), as the rows record it
     x_test: Tensor
     selection: Selection
-    num_classes: int
 
 
 @PROBES.register("fast")
-class FastProbe(ProbeBase):
+class FastProbe(ProbeProtocol):
     """Linear head on cached features; learning rate chosen on a validation split of train, never test."""
 
     name = "fast"
     description = "head on cached features, lr chosen on a train validation split; seconds on a CPU"
     Options = FastOptions
 
-    def evaluate(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages,
-                 backbone: Backbone, seeds: Sequence[int], ctx: RunContext) -> list[ProbeResult]:
-        check_inputs(synset, train, test)
-        prep: _Prepared = self._memoized((synset, train, test, backbone, ctx.features),
-                                         lambda: self.prepare(synset, train, test, backbone, ctx))
+    def fit(self, prepared: PreparedProbe, seed: int) -> ProbeResult:
+        """One head from ``seed`` with the selected values, scored on the test features.
+
+        One head per call, never several seeds batched: a batched matmul sums in another order, and the
+        weights then differ in the last bits from a head trained alone (docs/evaluation.md)."""
+        assert isinstance(prepared, FastPrepared)
         o: FastOptions = self.options
-        sel = prep.selection
-        seeds = [int(seed) for seed in seeds]
-        started = time.perf_counter()  # all seeds' heads train together: one pass over the features
-        w, b = train_linear_heads(prep.x_set, prep.y_set, prep.num_classes, [sel.lr] * len(seeds),
-                                  [sel.weight_decay] * len(seeds), seeds, o.steps, o.init_std)
-        logits = head_logits(prep.x_test, w, b)
-        seconds = (time.perf_counter() - started) / max(len(seeds), 1)
-        results = []
-        for i, seed in enumerate(seeds):
-            scores = score_logits(logits[i], test.labels, test.groups)  # test labels: read here only
-            extra: dict[str, Any] = {
-                "lr": sel.lr, "weight_decay": sel.weight_decay, "val_top1": sel.val_top1,
-                "val_loss": sel.val_loss, "val_size": sel.val_size, "select_rows": sel.select_rows,
-                "val_overlap": sel.val_overlap, "steps": o.steps, "n_train": len(prep.y_set) // prep.views,
-                "train_views": self.augmented_views(synset),
-                "train_seconds": seconds,
-            }
-            if "worst_group_top1" in scores:
-                extra["worst_group_top1"] = scores["worst_group_top1"]
-            results.append(ProbeResult(seed=seed, top1=scores["top1"], top5=scores["top5"], extra=extra))
-        return results
+        sel = prepared.selection
+        w, b = train_linear_heads(prepared.x_set, prepared.y_set, prepared.num_classes, [sel.lr],
+                                  [sel.weight_decay], [int(seed)], o.steps, o.init_std)
+        logits = head_logits(prepared.x_test, w, b)[0]
+        test = prepared.test
+        scores = score_logits(logits, test.labels, test.groups)  # test labels: read here only
+        extra: dict[str, Any] = {
+            "lr": sel.lr, "weight_decay": sel.weight_decay, "val_top1": sel.val_top1,
+            "val_loss": sel.val_loss, "val_size": sel.val_size, "select_rows": sel.select_rows,
+            "val_overlap": sel.val_overlap, "steps": o.steps, "n_train": len(prepared.y_set) // prepared.views,
+            "train_views": prepared.train_views,
+        }
+        if "worst_group_top1" in scores:
+            extra["worst_group_top1"] = scores["worst_group_top1"]
+        return ProbeResult(seed=int(seed), top1=scores["top1"], top5=scores["top5"], extra=extra)
 
     # -- everything before the per-seed heads: features and the selection ----------------------------
     def augmented_views(self, synset: SyntheticSet) -> int:
@@ -263,9 +258,10 @@ class FastProbe(ProbeBase):
         return embed_images(ctx.features, backbone, views)
 
     def prepare(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages, backbone: Backbone,
-                ctx: RunContext) -> _Prepared:
+                ctx: RunContext) -> FastPrepared:
+        """Set, validation and test features (standardised), and the grid point validation picks."""
+        num_classes = check_inputs(synset, train, test)
         o: FastOptions = self.options
-        num_classes = train.num_classes
         views = max(self.augmented_views(synset), 1)  # feature rows per image
         x_set = self.set_features(synset, train, backbone, ctx).float()
         y_set = synset.labels.long().cpu().repeat(views)
@@ -284,7 +280,8 @@ class FastProbe(ProbeBase):
             x_set, x_val, x_test = ((t - mean) / scale for t in (x_set, x_val, x_test))
 
         selection = self.select(x_set, y_set, x_val, y_val, num_classes, synset, val_rows)
-        return _Prepared(x_set, y_set, views, x_test, selection, num_classes)
+        return FastPrepared(test=test, num_classes=num_classes, x_set=x_set, y_set=y_set, views=views,
+                            train_views=self.augmented_views(synset), x_test=x_test, selection=selection)
 
     def select(self, x_set: Tensor, y_set: Tensor, x_val: Tensor, y_val: Tensor, num_classes: int,
                synset: SyntheticSet | None = None, val_rows: Tensor | None = None) -> Selection:

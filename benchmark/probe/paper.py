@@ -23,8 +23,7 @@ size (256 for a 224 backbone), then augmented like synthetic images.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +32,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..augment import flip_random_resized_crop
-from ..features import backbone_device
+from ..embedding import backbone_device
 from ..images import random_crop, resize_short_side
 from ..registries import PROBES
-from ..types import Backbone, LabeledImages, Preprocess, ProbeResult, RunContext, SyntheticSet
-from .common import ProbeBase, check_inputs, init_head, load_test_features, set_image_preprocess, training_crop
+from ..types import (
+    Backbone,
+    LabeledImages,
+    PreparedProbe,
+    Preprocess,
+    ProbeProtocol,
+    ProbeResult,
+    RunContext,
+    SyntheticSet,
+)
+from .common import check_inputs, init_head, load_test_features, set_image_preprocess, training_crop
 from .metrics import score_logits
 
 FULL_DATA_CROPS = ("auto", "random", "center")
@@ -82,7 +90,9 @@ class PaperOptions:
     # loader centre-crops its train split (Spawrious)
     full_data_crop: str = "auto"
     preload_max_bytes: int = 1 << 30  # real images are decoded once when they fit, else per batch
-    num_workers: int = 0  # decoding workers when real images are decoded per batch
+    # decoding workers when real images are decoded per batch; None: the run's ``--workers``. It
+    # cannot change a result, so it is left out of the probe's config (and of every cell's identity)
+    num_workers: int | None = None
     eval_batch_size: int = 8192
 
     def __post_init__(self) -> None:
@@ -218,13 +228,33 @@ class _ResizedRowDataset(_RowDataset):
         return self.images._decode_resized(int(self.images.rows[pos]))
 
 
+@dataclass
+class PaperPrepared(PreparedProbe):
+    """The paper probe's shared state: where the training batches come from, and the test features."""
+
+    images: _Images
+    labels: Tensor
+    x_test: Tensor
+    schedule: Schedule
+    backbone: Backbone
+    device: torch.device
+    train_crop: str | None  # "random", "center", or None for in-memory images
+    progress: bool
+
+
 @PROBES.register("paper")
-class PaperProbe(ProbeBase):
+class PaperProbe(ProbeProtocol):
     """The paper's protocol: augmented images through the frozen backbone, lr = 1e-3 * min(100, N) / 256."""
 
     name = "paper"
     description = "paper protocol: flip+RRC through the backbone, Adam lr=1e-3*min(100,N)/256, cosine, 1000 ep"
     Options = PaperOptions
+
+    def config(self) -> dict[str, Any]:
+        """The options without ``num_workers``, which cannot change a result."""
+        config = super().config()
+        config.pop("num_workers")
+        return config
 
     def schedule(self, n: int, full_data: bool = False) -> Schedule:
         """Epochs, batch size and peak learning rate for a set of ``n`` images."""
@@ -248,44 +278,48 @@ class PaperProbe(ProbeBase):
             return full_data_crop_mode(self.options.full_data_crop, train.name)
         return "center"  # the official baselines decode their picks with a centre crop
 
-    def evaluate(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages,
-                 backbone: Backbone, seeds: Sequence[int], ctx: RunContext) -> list[ProbeResult]:
+    def prepare(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages, backbone: Backbone,
+                ctx: RunContext) -> PaperPrepared:
+        """The set's images (decoded once when they fit), the test features and the schedule."""
         num_classes = check_inputs(synset, train, test)
         device = backbone_device(backbone)
-        o: PaperOptions = self.options
         crop = self.train_crop(synset, train)
-        images = self._memoized((synset, train, backbone),
-                                lambda: self._images(synset, train, backbone, device, crop == "random"))
-        x_test = load_test_features(ctx.features, backbone, test)
-        schedule = self.schedule(len(synset), self.is_full_data(synset))
-        results = []
-        for seed in seeds:
-            started = time.perf_counter()
-            weight, bias, last_loss = self.train_head(images, synset.labels, num_classes, backbone, schedule,
-                                                      int(seed), device, progress=ctx.progress)
-            train_seconds = time.perf_counter() - started
-            logits = _predict(x_test, weight, bias, o.eval_batch_size)
-            scores = score_logits(logits, test.labels, test.groups)  # test labels: read here only
-            extra: dict[str, Any] = {
-                "lr": schedule.lr, "batch_size": schedule.batch_size, "epochs": schedule.epochs,
-                "steps": schedule.epochs * schedule.steps_per_epoch, "full_data": schedule.full_data,
-                "n_train": len(synset), "final_train_loss": last_loss, "train_seconds": train_seconds,
-                "amp": o.amp and device.type == "cuda", "train_crop": crop,
-            }
-            if "worst_group_top1" in scores:
-                extra["worst_group_top1"] = scores["worst_group_top1"]
-            results.append(ProbeResult(seed=int(seed), top1=scores["top1"], top5=scores["top5"], extra=extra))
-        return results
+        return PaperPrepared(
+            test=test, num_classes=num_classes, images=self._images(synset, train, backbone, device, crop == "random",
+                                                                  ctx.workers),
+            labels=synset.labels, x_test=load_test_features(ctx.features, backbone, test),
+            schedule=self.schedule(len(synset), self.is_full_data(synset)), backbone=backbone, device=device,
+            train_crop=crop, progress=ctx.progress)
+
+    def fit(self, prepared: PreparedProbe, seed: int) -> ProbeResult:
+        """Train the head of ``seed`` through the backbone and score it on the test features."""
+        assert isinstance(prepared, PaperPrepared)
+        o: PaperOptions = self.options
+        p, schedule = prepared, prepared.schedule
+        weight, bias, last_loss = self.train_head(p.images, p.labels, p.num_classes, p.backbone, schedule,
+                                                  int(seed), p.device, progress=p.progress)
+        logits = _predict(p.x_test, weight, bias, o.eval_batch_size)
+        scores = score_logits(logits, p.test.labels, p.test.groups)  # test labels: read here only
+        extra: dict[str, Any] = {
+            "lr": schedule.lr, "batch_size": schedule.batch_size, "epochs": schedule.epochs,
+            "steps": schedule.epochs * schedule.steps_per_epoch, "full_data": schedule.full_data,
+            "n_train": len(p.labels), "final_train_loss": last_loss,
+            "amp": o.amp and p.device.type == "cuda", "train_crop": p.train_crop,
+        }
+        if "worst_group_top1" in scores:
+            extra["worst_group_top1"] = scores["worst_group_top1"]
+        return ProbeResult(seed=int(seed), top1=scores["top1"], top5=scores["top5"], extra=extra)
 
     def _images(self, synset: SyntheticSet, train: LabeledImages, backbone: Backbone,
-                device: torch.device, random_crop: bool = False) -> _Images:
+                device: torch.device, random_crop: bool = False, workers: int = 0) -> _Images:
         o: PaperOptions = self.options
         if synset.images is not None:
             return _Images(images=synset.images.detach(), device=device, preload_max_bytes=o.preload_max_bytes)
         preprocess = set_image_preprocess(backbone)
         assert synset.indices is not None
         return _Images(train=train, rows=torch.as_tensor(synset.indices).long(), preprocess=preprocess,
-                       num_workers=o.num_workers, device=device, preload_max_bytes=o.preload_max_bytes,
+                       num_workers=workers if o.num_workers is None else o.num_workers, device=device,
+                       preload_max_bytes=o.preload_max_bytes,
                        random_crop=random_crop)
 
     def train_head(self, images: _Images, labels: Tensor, num_classes: int, backbone: Backbone,
