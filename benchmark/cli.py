@@ -40,13 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `python -m benchmark run` (the embedded default, offline), then "
                "`python -m benchmark report`.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,parity,list}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report,parity,calibrate,status,eval,list}")
 
     run = sub.add_parser("run", help="run a suite (default: the embedded default suite)",
                          description="Run every cell of a suite; finished cells are skipped, so an "
                                      "interrupted run continues where it stopped.")
     run.add_argument("--suite", default=DEFAULT_SUITE, help=f"suite name (default: {DEFAULT_SUITE}; "
-                     "see `list suites`)")
+                     "see `list suites`) or a suite file, path/to/suite.toml (docs/references.md)")
     run.add_argument("--methods", nargs="+", metavar="NAME", help="only these methods")
     run.add_argument("--backbones", nargs="+", metavar="NAME", help="only these backbones")
     run.add_argument("--datasets", nargs="+", metavar="NAME", help="only these datasets")
@@ -60,6 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--dry-run", action="store_true", help="list the cells and what they need; run nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    jobs = run.add_argument_group("jobs", "run the cells as submitit jobs (README: Running on a Slurm cluster)")
+    jobs.add_argument("--executor", choices=("inline", "local", "slurm"), default="inline",
+                      help="inline: in this process (default); local: processes on this machine, one per "
+                           "GPU; slurm: Slurm jobs (needs lgm-bench[slurm])")
+    jobs.add_argument("--jobs", type=int, metavar="N", help="local: number of processes (default: one per "
+                      "visible GPU, 1 without); slurm: array tasks running at once (default: no limit)")
+    jobs.add_argument("--partition", help="slurm: partition")
+    jobs.add_argument("--gpus-per-job", type=int, metavar="N", help="GPUs per job (default 1 where there are GPUs)")
+    jobs.add_argument("--cpus-per-job", type=int, metavar="N", help="slurm: CPUs per task; local: torch threads "
+                      "per process")
+    jobs.add_argument("--mem", type=int, metavar="GB", help="slurm: memory per job in GB")
+    jobs.add_argument("--timeout-min", type=int, metavar="MIN", help="time limit per job in minutes (slurm "
+                      "default 1440); a job out of time is requeued and continues where it stopped")
+    jobs.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                      help="any other sbatch option, repeatable (e.g. --slurm-arg account=abc)")
+    jobs.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and summarise them")
+    run.add_argument("--workers", type=int, metavar="N", help="image decode workers; default from the CPU "
+                     "count; 0 = decode in the main process")
 
     report = sub.add_parser("report", help="render LaTeX/Markdown tables and figures from results",
                             description="Read the Parquet results and write tables and figures. Only "
@@ -79,6 +97,45 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--results", type=Path, default=Path("results"), help="results directory")
     parity.add_argument("--suite", default="parity", help="suite whose rows to summarise (default: parity)")
 
+    calibrate = sub.add_parser(
+        "calibrate", help="measure images/s per backbone and input size on this device (for --dry-run)",
+        description="Time a no-grad forward and a forward+backward to the input per backbone and input size "
+                    "on this device, and store the table in the cache, where `run --dry-run` reads it.")
+    calibrate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    calibrate.add_argument("--suite", default=DEFAULT_SUITE, help="the suite whose backbones (and input sizes) "
+                           f"to measure (default: {DEFAULT_SUITE})")
+    calibrate.add_argument("--backbones", nargs="+", metavar="NAME", help="only these backbones")
+    calibrate.add_argument("--resolutions", nargs="+", type=int, metavar="R",
+                           help="input sizes in pixels (default: the sizes the suite runs each backbone at)")
+    calibrate.add_argument("--batch", type=int, default=32, metavar="N", help="images per pass (default 32)")
+    calibrate.add_argument("--iterations", type=int, default=5, metavar="N", help="timed passes (default 5)")
+    calibrate.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed passes first (default 2)")
+
+    status = sub.add_parser("status", help="cells done / failed / missing per suite, and the submitted jobs",
+                            description="Per suite: the cells done, failed and missing (from the cell files), "
+                                        "and the state and logs of the jobs last submitted for it.")
+    status.add_argument("--results", type=directory_arg, default=Path("results"), help="results directory")
+    status.add_argument("--suite", help="only this suite (default: every suite with cells or jobs)")
+
+    ev = sub.add_parser("eval", help="score a set made elsewhere (.safetensors, torch file or image folder)",
+                        description="Probe a synthetic set made elsewhere on a dataset through each backbone, "
+                                    "with the probe seeds of a suite run; rows land under suite 'eval' with "
+                                    "method external:<NAME> (docs/references.md).")
+    ev.add_argument("--images", required=True, type=Path, metavar="PATH", help=".safetensors or weights-only torch "
+                    "file with 'images' (N x 3 x H x W, [0,1] float or uint8) and 'labels' (N), or a folder "
+                    "<class>/<image>")
+    ev.add_argument("--dataset", required=True, metavar="D", help="dataset name or reference (folder:, parquet:, hub:)")
+    ev.add_argument("--backbones", required=True, nargs="+", metavar="B", help="backbone names or references "
+                    "(timm:, open_clip:, hf:)")
+    ev.add_argument("--protocol", default="fast", help="probe protocol: fast (default) or paper")
+    ev.add_argument("--seeds", type=int, default=5, metavar="N", help="probe seeds 3407..3407+N-1 (default 5)")
+    ev.add_argument("--like", metavar="SUITE", help="take this suite's probe and backbone options (e.g. default: "
+                    "20 training views, its input sizes), so the numbers compare with its cells")
+    ev.add_argument("--name", metavar="NAME", help="method label external:NAME (default: the file's stem)")
+    ev.add_argument("--results", type=directory_arg, default=Path("results"), help="results directory")
+    ev.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     lst = sub.add_parser("list", help="list registered methods, backbones, datasets, suites or probes")
     lst.add_argument("what", choices=sorted(LISTABLE))
     return parser
@@ -90,8 +147,29 @@ def check_names(registry: Registry, names: Sequence[str] | None) -> None:
             raise UsageError(registry.unknown_message(name))
 
 
+def read_suite_file(path: str) -> Suite:
+    """The suite a TOML file defines (``run --suite file.toml``); its problems are usage errors."""
+    from .suite_files import SuiteFileError, load_suite_file
+
+    try:
+        return load_suite_file(path)
+    except SuiteFileError as err:
+        raise UsageError(str(err)) from None
+
+
+def record_suite_file(args: argparse.Namespace, suite: Suite) -> None:
+    """A suite read from a file is kept under ``<results>/suites/``: ``report`` judges its rows against it."""
+    from .suite_files import is_suite_file, record_definition
+
+    if is_suite_file(args.suite):
+        record_definition(args.suite, suite, args.results)
+
+
 def suite_from_args(args: argparse.Namespace) -> Suite:
-    if args.suite not in SUITES:
+    from .suite_files import is_suite_file
+
+    suite_file = read_suite_file(args.suite) if is_suite_file(args.suite) else None
+    if suite_file is None and args.suite not in SUITES:
         raise UsageError(SUITES.unknown_message(args.suite))
     check_names(METHODS, args.methods)
     check_names(BACKBONES, args.backbones)
@@ -102,7 +180,7 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
         raise UsageError("--seeds must be at least 1")
     if args.ipc is not None and min(args.ipc) < 1:
         raise UsageError("--ipc values must be at least 1")
-    suite: Suite = SUITES.get(args.suite)
+    suite: Suite = suite_file or SUITES.get(args.suite)
     # a backbone filter narrows the distilling backbones too, so no cell asks for one left out
     distill = [b for b in suite.distill_backbones or suite.backbones if b in args.backbones] \
         if args.backbones and suite.distill_backbones else None
@@ -115,28 +193,77 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .paths import cache_root, remove_stale_temps
     from .runner import Runner, describe_plan
 
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must be at least 0 (0 = decode in the main process), got {args.workers}")
     suite = suite_from_args(args)
     cells = suite.cells()
     if not cells:
         raise UsageError(f"suite {suite.name!r} with these filters has no cells; loosen --methods/--backbones")
     try:  # every user error before any work: the device, then the results directory (made last)
-        device = usable_device(parse_device(args.device))
+        # Slurm jobs resolve the device where they run (a login node may have no GPU)
+        device = parse_device(args.device) if args.executor == "slurm" else usable_device(parse_device(args.device))
         output_directory(args.results, "--results", create=not args.dry_run)
     except (ValueError, RuntimeError) as err:
         raise UsageError(str(err)) from None
+    if args.executor != "inline":
+        return run_jobs(args, suite)
+    given = [f"--{f.replace('_', '-')}" for f in JOB_FLAGS if getattr(args, f) not in (None, [], False)]
+    if given:
+        raise UsageError(f"{', '.join(given)} apply to jobs: add --executor local or --executor slurm")
     if args.dry_run:
-        print(describe_plan(suite, args.results))
+        print(describe_plan(suite, args.results, device))
         return 0
+    record_suite_file(args, suite)
     for root in (args.results, cache_root()):  # temp files of runs that were killed
         removed = remove_stale_temps(root)
         if removed:
             logging.getLogger(__name__).info("removed %d stale temp files under %s", len(removed), root)
-    summary = Runner(suite, args.results, device=device, progress=not args.no_progress).run()
+    summary = Runner(suite, args.results, device=device, progress=not args.no_progress, workers=args.workers).run()
     print(f"{summary.ran} cells run, {summary.skipped} skipped (already done), {len(summary.failed)} failed; "
           f"{summary.made_sets} sets made, {summary.reused_sets} reused. Results: {args.results}")
     for line in summary.failed:
         print(f"  FAILED {line}", file=sys.stderr)
     return 0 if summary.ok else EXIT_FAILED_CELLS
+
+
+JOB_FLAGS = ("jobs", "partition", "gpus_per_job", "cpus_per_job", "mem", "timeout_min", "slurm_arg", "wait")
+
+
+def run_jobs(args: argparse.Namespace, suite: Suite) -> int:
+    """``run --executor local|slurm``: the pending cells as submitit jobs (benchmark/launch)."""
+    from .launch.executors import LaunchError, LaunchOptions, launch, parse_slurm_args
+    from .paths import cache_root, remove_stale_temps
+
+    try:
+        options = LaunchOptions(args.executor, jobs=args.jobs, partition=args.partition,
+                                gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem,
+                                timeout_min=args.timeout_min, slurm_args=parse_slurm_args(args.slurm_arg),
+                                device=args.device, wait=args.wait)
+        if not args.dry_run:
+            record_suite_file(args, suite)
+            for root in (args.results, cache_root()):  # temp files of runs that were killed
+                remove_stale_temps(root)
+        result = launch(suite, args.results, options, dry_run=args.dry_run)
+    except LaunchError as err:
+        raise UsageError(str(err)) from None
+    if not result.waited:
+        return 0
+    print(f"{result.ran} cells run, {result.skipped} skipped (already done), {len(result.failed_cells)} failed; "
+          f"{result.made_sets} sets made, {result.reused_sets} reused. Results: {args.results}")
+    for line in result.failed_cells:
+        print(f"  FAILED {line}", file=sys.stderr)
+    return EXIT_FAILED_CELLS if result.failed_cells or result.failed_jobs else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import describe_status
+
+    if args.suite is not None and args.suite not in SUITES:
+        raise UsageError(SUITES.unknown_message(args.suite))
+    if args.results.exists() and not args.results.is_dir():
+        raise UsageError(f"--results {args.results} is a file, not a results directory")
+    print(describe_status(args.results, [args.suite] if args.suite else None))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -186,7 +313,7 @@ def report_rows(frame: Any, include_stale: bool, results: Path) -> tuple[Any, li
     from .report.stale import label_stale
     from .stale import current_definitions, split_stale
 
-    split = split_stale(frame, current_definitions())
+    split = split_stale(frame, current_definitions(results))
     n = split.stale_cells
     if not n:
         return split.current, []
@@ -213,6 +340,74 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import CalibrationPlan, calibrate, default_entries
+    from .checks import parse_device, usable_device
+    from .cost import calibration_path, save_calibration, suite_resolutions
+
+    if args.suite not in SUITES:
+        raise UsageError(SUITES.unknown_message(args.suite))
+    check_names(BACKBONES, args.backbones)
+    suite: Suite = SUITES.get(args.suite)
+    backbones = args.backbones or sorted({*suite.backbones, *(suite.distill_backbones or [])})
+    try:
+        device = usable_device(parse_device(args.device))
+        plan = CalibrationPlan(default_entries(backbones, args.resolutions, lambda b: suite_resolutions(suite, b)),
+                               batch=args.batch, warmup=args.warmup, iterations=args.iterations)
+    except (ValueError, RuntimeError) as err:
+        raise UsageError(str(err)) from None
+    path = calibration_path(device)
+    table, skipped = calibrate(plan, device, path, suite.backbone_options)
+    if not table.table or len(skipped) == len(set(backbones)):
+        raise UsageError(f"nothing measured: the weights of {', '.join(backbones)} are not on this machine; "
+                         "download them, or calibrate a backbone that is here (`list backbones`)")
+    save_calibration(table, path)
+    print(f"wrote {path}")
+    return 0
+
+
+def eval_plan(args: argparse.Namespace) -> Any:
+    """The checked ``eval`` request (names, seeds, --like); nothing read or written yet."""
+    from .external import NAME, EvalPlan, default_name
+
+    check_names(DATASETS, [args.dataset])
+    check_names(BACKBONES, args.backbones)
+    if args.protocol not in PROBES:
+        raise UsageError(PROBES.unknown_message(args.protocol))
+    if args.seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    if args.like is not None and args.like not in SUITES:
+        raise UsageError(SUITES.unknown_message(args.like))
+    like: Suite | None = SUITES.get(args.like) if args.like else None
+    name = args.name if args.name is not None else default_name(args.images)
+    if not NAME.fullmatch(name):
+        raise UsageError(f"--name {name!r}: use letters, digits, _ . - (it becomes the method external:{name})")
+    return EvalPlan(name, args.dataset, tuple(dict.fromkeys(args.backbones)), args.protocol, args.seeds,
+                    dict(like.protocol_options.get(args.protocol, {})) if like else {},
+                    {b: dict(o) for b, o in like.backbone_options.items()} if like else {})
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .checks import output_directory, parse_device, usable_device
+    from .external import run_eval
+
+    plan = eval_plan(args)
+    if not args.images.exists():
+        raise UsageError(f"--images {args.images}: no such file or folder")
+    try:
+        device = usable_device(parse_device(args.device))
+        output_directory(args.results, "--results", create=False)
+        ran, skipped, failed = run_eval(plan, args.images, args.results, device, progress=not args.no_progress,
+                                        before_write=lambda: output_directory(args.results, "--results"))
+    except (ValueError, RuntimeError, FileNotFoundError) as err:  # the set, the data, a backbone's weights
+        raise UsageError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from None
+    print(f"external:{plan.name} on {plan.dataset}: {ran} cells run, {skipped} skipped (already done), "
+          f"{len(failed)} failed. Results: {args.results}")
+    for line in failed:
+        print(f"  FAILED {line}", file=sys.stderr)
+    return EXIT_FAILED_CELLS if failed else 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     registry = LISTABLE[args.what]
     names = registry.names()
@@ -223,6 +418,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "parity": cmd_parity, "list": cmd_list}
+COMMANDS["calibrate"] = cmd_calibrate
+COMMANDS["eval"] = cmd_eval
+COMMANDS["status"] = cmd_status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
