@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.registries import METHODS
+from benchmark.registry import METHODS
 from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
 
 

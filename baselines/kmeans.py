@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.registries import METHODS
+from benchmark.registry import METHODS
 from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
 
 from .selection import assemble, greedy_unique_assignment, per_class_features, require_backbone

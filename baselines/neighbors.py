@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from benchmark.embedding import embed_tensor
 from benchmark.probe.common import center_view
-from benchmark.registries import METHODS
+from benchmark.registry import METHODS
 from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
 
 from .selection import assemble, class_members, greedy_unique_assignment, require_backbone

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .cost import Calibration, CalibrationError, Throughput, device_name, load_calibration, today
-from .registries import BACKBONES
+from .registry import BACKBONES
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .registries import BACKBONES, DATASETS, METHODS, PROBES, SUITES
-from .registry import Registry, RegistryError
+from .registry import BACKBONES, DATASETS, METHODS, PROBES, SUITES, Registry, RegistryError
 from .suites import DEFAULT_SUITE, Suite
 
 LISTABLE: dict[str, Registry] = {
@@ -182,8 +181,9 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
         raise UsageError("--ipc values must be at least 1")
     suite: Suite = suite_file or SUITES.get(args.suite)
     # a backbone filter narrows the distilling backbones too, so no cell asks for one left out
-    distill = [b for b in suite.distill_backbones or suite.backbones if b in args.backbones] \
-        if args.backbones and suite.distill_backbones else None
+    distill = None  # None: the suite's own (its backbones, when it names no distilling ones)
+    if args.backbones and suite.distill_backbones:
+        distill = [b for b in suite.distill_backbones if b in args.backbones]
     return suite.replace(methods=args.methods, backbones=args.backbones, datasets=args.datasets, ipc=args.ipc,
                          seeds=args.seeds, protocol=args.protocol, distill_backbones=distill)
 

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from .paths import atomic_write_bytes, cache_root
-from .registries import BACKBONES, METHODS
+from .registry import BACKBONES, METHODS
 from .suites import Cell, Suite
 
 CALIBRATION_FORMAT = 1

@@ -162,10 +162,6 @@ class FeatureCache:
         """Features (float32, CPU) of in-memory images (Nx3xHxW in [0, 1]); nothing is cached."""
         return embed_tensor(backbone, images, batch_size=batch_size or self.batch_size, autocast=self.autocast)
 
-    def clear_memory(self) -> None:
-        self._memory.clear()
-        self._memory_used = 0
-
     # -- disk ----------------------------------------------------------------------------------------
     def _read(self, key: str, n_expected: int | None) -> tuple[Tensor | None, bool]:
         """(features, False) on a good entry; (None, False) when there is none; (None, True) on a bad one."""

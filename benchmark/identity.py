@@ -19,7 +19,7 @@ from pathlib import PurePath
 from typing import Any
 
 from .hashing import stable_hash
-from .registries import BACKBONES, DATASETS, METHODS, PROBES
+from .registry import BACKBONES, DATASETS, METHODS, PROBES
 
 CONFIG_HASH_LENGTH = 16
 # Fields for people only: rewording them must not make every cell new.

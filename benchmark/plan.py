@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .cost import describe_estimate, estimate_suite, rates_for
-from .registries import BACKBONES, DATASETS
+from .registry import BACKBONES, DATASETS
 from .suites import Suite
 
 

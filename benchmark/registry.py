@@ -1,4 +1,5 @@
-"""One generic registry for methods, backbones, datasets, suites and probe protocols."""
+"""The registries of methods, backbones, datasets, suites and probe protocols: one generic class and its
+instances. Built-in entries live in the modules each instance names and register on import."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from .refs import install_resolvers
+from .types import Method, ProbeProtocol
 
 T = TypeVar("T")
 
@@ -157,3 +161,15 @@ class Registry(Generic[T]):
         obj = self.get(name)
         text = getattr(obj, "description", None) or getattr(obj, "__doc__", None) or ""
         return text.strip().splitlines()[0] if text.strip() else ""
+
+
+# -- the instances ------------------------------------------------------------------------------------
+METHODS: Registry[type[Method]] = Registry(
+    "method", builtins=("baselines", "method"), entry_point_group="lgm_bench.methods", base=Method
+)
+BACKBONES: Registry[Any] = Registry("backbone", builtins=("benchmark.backbones",))
+DATASETS: Registry[Any] = Registry("dataset", builtins=("benchmark.data",))
+SUITES: Registry[Any] = Registry("suite", builtins=("benchmark.suites",))
+PROBES: Registry[type[ProbeProtocol]] = Registry("probe", builtins=("benchmark.probe",), base=ProbeProtocol)
+# timm:/open_clip:/hf: backbones and folder:/parquet:/hub: datasets by reference (docs/references.md)
+install_resolvers(BACKBONES, DATASETS)

@@ -27,7 +27,7 @@ from .features import FeatureCache
 from .hashing import canonical_json
 from .launch.groups import in_dependency_order, missing_requirements, required_sets, set_key
 from .locks import held, try_hold
-from .registries import BACKBONES, DATASETS, METHODS, PROBES
+from .registry import BACKBONES, DATASETS, METHODS, PROBES
 from .results import InvalidCellFile, check_cell_file, set_aside, write_cell
 from .suites import Cell, Suite
 from .types import Backbone, LabeledImages, RunContext, SyntheticSet
@@ -332,7 +332,7 @@ class Runner:
 
     def measure_alignment(self, only_missing: bool = False) -> None:
         """Mutual-kNN alignment of every pair of the suite's backbones on each dataset's test split."""
-        from .alignment import DEFAULT_K, alignment_path, compute_alignment, write_alignment
+        from .mutual_knn import DEFAULT_K, alignment_path, compute_alignment, write_alignment
 
         if len(self.suite.backbones) < 2:
             return

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .registries import SUITES
+from .registry import SUITES
 from .suites import CellSettings, Suite
 
 COORDINATES = ["suite", "dataset", "method", "distill_backbone", "eval_backbone", "protocol"]

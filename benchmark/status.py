@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .launch.records import Submission, logs_folder, read_submissions
-from .registries import SUITES
+from .registry import SUITES
 from .results import CELLS_DIR
 from .suites import Cell, Suite
 

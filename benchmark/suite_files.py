@@ -20,8 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .registries import BACKBONES, DATASETS, METHODS, PROBES, SUITES
-from .registry import Registry
+from .registry import BACKBONES, DATASETS, METHODS, PROBES, SUITES, Registry
 from .suites import Cell, Suite
 
 if sys.version_info >= (3, 11):

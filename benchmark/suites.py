@@ -9,7 +9,7 @@ from typing import Any
 
 from .hashing import path_safe, stable_hash
 from .identity import backbone_identity, config_hash, dataset_identity, method_identity, probe_identity
-from .registries import METHODS, SUITES
+from .registry import METHODS, SUITES
 
 PROBE_SEED_BASE = 3407  # the paper's probe seeds are 3407 + k
 

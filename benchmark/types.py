@@ -3,7 +3,7 @@
 The flow of one cell: a dataset gives labelled images, a method makes a synthetic set from the train
 split through a distilling backbone, a probe trains a linear head on it through an evaluating backbone
 and scores the test split, one row per probe seed. Concrete implementations live in their own modules
-and register themselves in ``benchmark.registries``.
+and register themselves in ``benchmark.registry``.
 """
 
 from __future__ import annotations

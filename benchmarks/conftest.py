@@ -94,7 +94,7 @@ def _threads(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def backbones(_isolated_cache):
     """Bundled backbones built once per session at a given input size: ``backbones(name, input_size)``."""
-    from benchmark.registries import BACKBONES
+    from benchmark.registry import BACKBONES
 
     built: dict[tuple[str, int], torch.nn.Module] = {}
 

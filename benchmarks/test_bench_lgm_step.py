@@ -40,7 +40,7 @@ def _synchronized(fn, device: torch.device):
 
 @pytest.fixture(scope="module")
 def train_split(lgm_options):
-    from benchmark.registries import DATASETS
+    from benchmark.registry import DATASETS
 
     return DATASETS.get(lgm_options["dataset"]).load("train")
 

@@ -6,7 +6,7 @@ import time
 from typing import Any, ClassVar
 
 from benchmark.hashing import stable_hash
-from benchmark.registries import METHODS
+from benchmark.registry import METHODS
 from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
 
 from .config import LGMConfig, LGMOptions, build_config

@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.alignment import (
+from benchmark.mutual_knn import (
     ALIGNMENT_COLUMNS,
     alignment_path,
+    alignment_rows,
     alignment_table,
     knn_indices,
     mutual_knn,
     read_alignment,
-    sample_indices,
     write_alignment,
 )
 
@@ -71,16 +71,16 @@ def test_bad_inputs():
 
 
 def test_sample_is_seeded_sorted_and_distinct():
-    a, b = sample_indices(5000, 1000, seed=0), sample_indices(5000, 1000, seed=0)
+    a, b = alignment_rows(5000, 1000, seed=0), alignment_rows(5000, 1000, seed=0)
     assert np.array_equal(a, b) and len(np.unique(a)) == 1000 and np.all(np.diff(a) > 0)
-    assert not np.array_equal(a, sample_indices(5000, 1000, seed=1))
-    assert np.array_equal(sample_indices(30, 1000, seed=3), np.arange(30))
+    assert not np.array_equal(a, alignment_rows(5000, 1000, seed=1))
+    assert np.array_equal(alignment_rows(30, 1000, seed=3), np.arange(30))
 
 
 def test_alignment_table_every_unordered_pair_and_storage(tmp_path):
     base = _gauss(120, 8, 8)
     feats = {"zeta": base, "alpha": base * 2.0, "mid": _gauss(120, 8, 9)}
-    rows = sample_indices(1000, 120, seed=4)
+    rows = alignment_rows(1000, 120, seed=4)
     table = alignment_table(feats, dataset="toy", k=5, sample_seed=4, sample=rows)
     assert list(table.columns) == ALIGNMENT_COLUMNS
     pairs = list(zip(table["backbone_a"], table["backbone_b"], strict=True))

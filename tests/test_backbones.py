@@ -29,7 +29,7 @@ from benchmark.backbones import (  # noqa: E402
 from benchmark.backbones.effnet_lite import bundled_effnet_lite0_file  # noqa: E402
 from benchmark.backbones.imgfocus import _cached_ok, bundled_onnx_file, resample_pos_embed  # noqa: E402
 from benchmark.backbones.spec import build_strict  # noqa: E402
-from benchmark.registries import BACKBONES  # noqa: E402
+from benchmark.registry import BACKBONES  # noqa: E402
 from benchmark.types import IMAGENET_MEAN, Backbone  # noqa: E402
 
 BUNDLED = ("effnet_lite0", "tiny_vit", "vit_s14_imgfocus")

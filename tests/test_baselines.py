@@ -13,7 +13,7 @@ from torch import nn
 
 from baselines.herding import herding_order
 from baselines.kmeans import nearest_unique
-from benchmark.registries import METHODS
+from benchmark.registry import METHODS
 from benchmark.types import Backbone, BackboneIdentity, LabeledImages, RunContext, SyntheticSet
 
 SELECTORS = ("centroids", "kmeans", "herding")

@@ -14,7 +14,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.features import FeatureCache
-from benchmark.registries import BACKBONES, DATASETS, METHODS, SUITES
+from benchmark.registry import BACKBONES, DATASETS, METHODS, SUITES
 from benchmark.report import aggregate, same_model_grid
 from benchmark.report.stale import label_stale
 from benchmark.results import COLUMNS, read_cell, read_results, write_cell
@@ -176,7 +176,7 @@ def test_cell_ids_depend_on_the_settings_not_on_the_process() -> None:
     import subprocess
     import sys
 
-    code = ("from benchmark.registries import SUITES\n"
+    code = ("from benchmark.registry import SUITES\n"
             "print(sorted(c.cell_id for n in SUITES.names() for c in SUITES.get(n).cells()))")
     out = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
            for _ in range(2)]

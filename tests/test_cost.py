@@ -19,7 +19,7 @@ from benchmark.cost import (
     save_calibration,
 )
 from benchmark.plan import KNOWN_SIZES
-from benchmark.registries import SUITES
+from benchmark.registry import SUITES
 
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -140,7 +140,7 @@ def test_calibrate_bad_args_exit_2_and_write_nothing(own_cache, capsys, args, me
 
 
 def test_calibrate_skips_backbones_without_weights(own_cache, capsys, monkeypatch) -> None:
-    from benchmark.registries import BACKBONES
+    from benchmark.registry import BACKBONES
 
     spec = BACKBONES.get("mocov3_vitb16")  # as offline without its download, wherever the test runs
     monkeypatch.setattr(type(spec), "weights_available", lambda self, cache_dir=None: False)

@@ -26,7 +26,7 @@ from benchmark.data import (  # noqa: E402
     fingerprint,
 )
 from benchmark.data.embedded import ASSETS_DIR, DEBIAN_DIR, IDX_FILES, read_asset  # noqa: E402
-from benchmark.registries import DATASETS  # noqa: E402
+from benchmark.registry import DATASETS  # noqa: E402
 from benchmark.types import LabeledImages, Preprocess  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

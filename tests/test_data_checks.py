@@ -23,7 +23,7 @@ from benchmark.data import (  # noqa: E402
     ParquetSource,
     local_env_var,
 )
-from benchmark.registries import DATASETS  # noqa: E402
+from benchmark.registry import DATASETS  # noqa: E402
 
 CLASSES = ("a", "b", "c")
 
@@ -104,7 +104,7 @@ def test_test_split_naming_classes_in_another_order_is_realigned_by_name(tmp_pat
 def test_realigned_split_scores_as_the_consistent_one(tmp_path):
     """The issue's case end to end: [c, b, a] in the test split scored 33 %, consistent names 100 %."""
     from benchmark.features import FeatureCache
-    from benchmark.registries import BACKBONES
+    from benchmark.registry import BACKBONES
     from benchmark.results import read_results
     from benchmark.runner import Runner
     from benchmark.suites import Suite
@@ -155,7 +155,7 @@ def test_a_class_without_training_images_is_an_error_when_loaded(tmp_path):
 def test_a_class_without_training_images_fails_every_method(tmp_path):
     """lgm and full_data used to write ok rows at 0 % where the baselines failed."""
     from benchmark.features import FeatureCache
-    from benchmark.registries import BACKBONES
+    from benchmark.registry import BACKBONES
     from benchmark.results import read_results
     from benchmark.runner import Runner
     from benchmark.suites import Suite
@@ -209,7 +209,7 @@ def test_read_only_cache_is_one_clear_error_for_the_bundled_vit(tmp_path, monkey
     """The ViT extracts its weights into the cache; a cache it cannot write is named with the fix."""
     import errno
 
-    from benchmark.registries import BACKBONES
+    from benchmark.registry import BACKBONES
 
     cache = tmp_path / "ro-cache"
     cache.mkdir()

@@ -223,7 +223,7 @@ def test_smoke_suite_results_do_not_depend_on_workers(tmp_path, monkeypatch, cap
 def test_bf16_autocast_features_agree_with_fp32(tmp_path, name):
     """Tolerance: per image, cosine similarity of bf16-autocast and fp32 features > 0.999 and the
     relative difference of their norms < 1e-2."""
-    from benchmark.registries import BACKBONES, DATASETS
+    from benchmark.registry import BACKBONES, DATASETS
 
     bb = BACKBONES.get(name).build(device="cuda").to("cuda")
     data = DATASETS.get("smoke_tiny").load("test")

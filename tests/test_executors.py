@@ -17,7 +17,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.launch.groups import in_dependency_order, set_groups, shards
-from benchmark.registries import METHODS, SUITES
+from benchmark.registry import METHODS, SUITES
 from benchmark.results import read_results
 from benchmark.runner import Runner, cell_path
 from benchmark.types import Method

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 
 from benchmark.augment import CropParams, CropSpec, apply_crops, sample_crops
-from benchmark.registries import METHODS
+from benchmark.registry import METHODS
 from benchmark.types import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneIdentity, LabeledImages, RunContext
 from method import checkpoint
 from method.augment import AugmentSpec, augment

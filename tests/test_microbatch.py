@@ -15,7 +15,7 @@ from datasets import Image as ImageFeature
 from PIL import Image
 from test_lgm import TOY_INPUT, toy_backbone, toy_config
 
-from benchmark.registries import BACKBONES, METHODS
+from benchmark.registry import BACKBONES, METHODS
 from benchmark.types import LabeledImages
 from method import checkpoint
 from method.config import LGMConfig, build_config

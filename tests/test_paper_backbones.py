@@ -32,7 +32,7 @@ from benchmark.backbones import (  # noqa: E402
     sha256_file,
 )
 from benchmark.backbones.paper import MOCOV3_REVISION, hub_offline  # noqa: E402
-from benchmark.registries import BACKBONES  # noqa: E402
+from benchmark.registry import BACKBONES  # noqa: E402
 from benchmark.types import IMAGENET_MEAN, IMAGENET_STD, Backbone  # noqa: E402
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

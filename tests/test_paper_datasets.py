@@ -23,7 +23,7 @@ from benchmark.data import (  # noqa: E402
     SpawriousSource,
     local_env_var,
 )
-from benchmark.registries import DATASETS  # noqa: E402
+from benchmark.registry import DATASETS  # noqa: E402
 from benchmark.types import Preprocess  # noqa: E402
 
 # What docs/assets.md documents, written out independently of the table in benchmark/data/paper.py:

@@ -16,7 +16,7 @@ import pytest
 from benchmark.backbones import save_state_dict_file
 from benchmark.data.paper import local_env_var
 from benchmark.features import FeatureCache
-from benchmark.registries import SUITES
+from benchmark.registry import SUITES
 from benchmark.report import build_report
 from benchmark.report.naming import display_backbone, display_method
 from benchmark.report.paper import packaged_paper_results

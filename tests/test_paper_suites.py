@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from benchmark.cli import main
-from benchmark.registries import SUITES
+from benchmark.registry import SUITES
 
 B = 4  # paper backbones
 SEEDS = 5

@@ -27,7 +27,7 @@ from benchmark.features import FeatureCache
 from benchmark.probe import paper as paper_module
 from benchmark.probe.common import set_image_preprocess, training_crop
 from benchmark.probe.paper import PaperProbe
-from benchmark.registries import BACKBONES, METHODS
+from benchmark.registry import BACKBONES, METHODS
 from benchmark.report import PaperNumbers, paper_tables
 from benchmark.report.aggregate import aggregate
 from benchmark.results import COLUMNS

@@ -26,7 +26,7 @@ from benchmark.probe.fast import (
 )
 from benchmark.probe.metrics import score_logits, topk_accuracy, worst_group_accuracy
 from benchmark.probe.paper import PaperProbe, paper_learning_rate
-from benchmark.registries import PROBES
+from benchmark.registry import PROBES
 from benchmark.types import Backbone, BackboneIdentity, LabeledImages, RunContext, SyntheticSet
 
 C = 6  # classes: colours on a circle around grey, so class means are linearly separable

@@ -14,7 +14,7 @@ import torch
 
 from benchmark import provenance
 from benchmark.features import FeatureCache
-from benchmark.registries import BACKBONES, DATASETS, METHODS, PROBES
+from benchmark.registry import BACKBONES, DATASETS, METHODS, PROBES
 from benchmark.results import COLUMNS, LATER_COLUMNS, read_results
 from benchmark.runner import Runner
 from benchmark.suites import Suite

@@ -11,8 +11,7 @@ import torch
 from benchmark.backbones.paper import WeightsUnavailableError
 from benchmark.data.spec import DatasetError
 from benchmark.hashing import path_safe
-from benchmark.registries import BACKBONES, DATASETS
-from benchmark.registry import Registry, RegistryError
+from benchmark.registry import BACKBONES, DATASETS, Registry, RegistryError
 from benchmark.suites import Cell
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from benchmark.report import build_report
-from benchmark.report.tables import Cell, Grid, attach_paper
+from benchmark.report.tables import Entry, Grid, attach_paper
 from tests.test_report import _row, store_set
 from tests.toys import write_rows
 
@@ -84,7 +84,7 @@ def test_heatmap_annotations_are_the_table_numbers():
     from benchmark.report.markdown import render_markdown
 
     grid = Grid(["bb_a", "bb_b"], ["bb_a", "bb_b"],
-                [[Cell(mean=50.0, std=1.0, n=3), Cell(mean=41.256, n=1)], [Cell(), Cell(mean=60.0, n=1)]],
+                [[Entry(mean=50.0, std=1.0, n=3), Entry(mean=41.256, n=1)], [Entry(), Entry(mean=60.0, n=1)]],
                 corner="Distilled with")
     shown = attach_paper(grid, lambda r, c: (85.0, None) if (r, c) == ("bb_a", "bb_a") else None)
     fig = heatmap_figure(shown)

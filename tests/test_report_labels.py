@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from benchmark.identity import declared
-from benchmark.registries import BACKBONES, DATASETS, METHODS
+from benchmark.registry import BACKBONES, DATASETS, METHODS
 from benchmark.report import build_report
 from benchmark.report.labels import label_methods, method_key
 from benchmark.report.naming import display_backbone, display_dataset, display_method

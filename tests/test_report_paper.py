@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from benchmark.alignment import alignment_table, write_alignment
+from benchmark.mutual_knn import alignment_table, write_alignment
 from benchmark.report import (
     PaperNumbers,
     build_report,
@@ -21,7 +21,7 @@ from benchmark.report import (
     paper_tables,
     render_markdown,
 )
-from benchmark.report.align import spearman
+from benchmark.report.alignment import spearman
 from benchmark.results import COLUMNS
 from tests.toys import write_rows
 

@@ -16,7 +16,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.features import FeatureCache
-from benchmark.registries import BACKBONES, DATASETS
+from benchmark.registry import BACKBONES, DATASETS
 from benchmark.results import COLUMNS, SkippedFile, read_cell, read_results, scan_results, to_table, write_cell
 from benchmark.runner import Runner, cell_path, is_done
 from benchmark.suites import Suite

@@ -10,7 +10,7 @@ import pytest
 
 from benchmark import provenance
 from benchmark.features import FeatureCache
-from benchmark.registries import BACKBONES, DATASETS, METHODS
+from benchmark.registry import BACKBONES, DATASETS, METHODS
 from benchmark.results import COLUMNS, read_results
 from benchmark.runner import Runner, describe_plan
 from benchmark.suites import Suite

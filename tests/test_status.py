@@ -11,7 +11,7 @@ from submitit.core.utils import JobPaths
 
 from benchmark.cli import main
 from benchmark.launch.records import JobRecord, Submission, logs_folder, read_submissions, record_submission
-from benchmark.registries import SUITES
+from benchmark.registry import SUITES
 from benchmark.results import write_cell
 from benchmark.runner import Runner, cell_path
 from benchmark.status import cell_counts, job_state

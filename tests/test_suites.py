@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.registries import METHODS
+from benchmark.registry import METHODS
 from benchmark.suites import PROBE_SEED_BASE, Suite
 from benchmark.types import Method
 
@@ -88,7 +88,7 @@ def test_replace_keeps_unset_axes() -> None:
 
 
 def test_default_and_its_faithful_twin():
-    from benchmark.registries import SUITES
+    from benchmark.registry import SUITES
 
     default, faithful = SUITES.get("default"), SUITES.get("default_faithful")
     assert default.method_options["lgm"]["preset"] == "embedded"

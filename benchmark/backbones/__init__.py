@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..registries import BACKBONES
+from ..registry import BACKBONES
 from ..types import Backbone
 from .effnet_lite import EFFNET_LITE0, EffNetLiteSpec, effnet_pytorch_to_timm
 from .imgfocus import VIT_S14_IMGFOCUS, ImgFocusViTSpec, extract_cached, extract_vit_from_onnx

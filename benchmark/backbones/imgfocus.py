@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..registries import BACKBONES
+from ..registry import BACKBONES
 from .spec import BackboneSpec, LoadedModel, build_strict, load_state_dict_file, sha256_file
 from .timm_adapter import TimmBackbone
 

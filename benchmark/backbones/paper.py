@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..registries import BACKBONES
+from ..registry import BACKBONES
 from ..types import IMAGENET_MEAN, IMAGENET_STD
 from .openclip_adapter import OpenClipSpec, openclip_weight_file
 from .spec import BackboneSpec, LoadedModel, build_strict, describe_architecture, load_state_dict_file, sha256_file

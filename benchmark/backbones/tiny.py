@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..registries import BACKBONES
+from ..registry import BACKBONES
 from .timm_adapter import TimmSpec
 
 TINY_VIT = BACKBONES.add("tiny_vit", TimmSpec(

@@ -1,6 +1,6 @@
 """Datasets: registered specs (Hub, local parquet / image folder, the bundled subset) -> ``LabeledImages``.
 
->>> from benchmark.registries import DATASETS
+>>> from benchmark.registry import DATASETS
 >>> train = DATASETS.get("fashion_mnist_embedded").load("train")   # offline, bundled
 >>> mirror = DATASETS.get("fashion_mnist").with_local("/data/fashion_mnist_mirror")  # a local parquet mirror
 

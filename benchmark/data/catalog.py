@@ -3,7 +3,7 @@ paper's datasets come from the one table ``benchmark.data.paper.PAPER_DATASETS``
 
 from __future__ import annotations
 
-from ..registries import DATASETS
+from ..registry import DATASETS
 from .embedded import EmbeddedSource
 from .paper import PAPER_DATASETS
 from .spec import DatasetSpec, HubSource

@@ -1,6 +1,6 @@
 """Dataset entries: where a dataset comes from and how to turn one of its splits into ``LabeledImages``.
 
-A ``DatasetSpec`` is registered in ``benchmark.registries.DATASETS`` by name. Its ``source`` says where
+A ``DatasetSpec`` is registered in ``benchmark.registry.DATASETS`` by name. Its ``source`` says where
 the rows come from; every source goes through HF ``datasets``:
 
 * ``HubSource``: ``load_dataset(hub_id, config, split=..., revision=...)``;

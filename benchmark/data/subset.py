@@ -57,7 +57,7 @@ class ClassSubsetSource:
         return dataclasses.replace(self, base=local_source(path, kind=kind, config=config))
 
     def _base_spec(self) -> Any:
-        from ..registries import DATASETS
+        from ..registry import DATASETS
 
         return DATASETS.get(self.base)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
-from ..registries import METHODS
+from ..registry import METHODS
 from ..suites import Cell
 
 SetKey = tuple[str, str, str, int, int]  # dataset, method, distilling backbone, ipc, method seed

@@ -1,6 +1,6 @@
 """Probe protocols: how a linear head is trained on a (synthetic) set and scored on the test split.
 
-Importing this package registers the built-in protocols in ``benchmark.registries.PROBES``:
+Importing this package registers the built-in protocols in ``benchmark.registry.PROBES``:
 
 - ``paper``: the paper's protocol (docs/evaluation.md): augmented images through the frozen backbone,
   Adam with the linear-scaling learning-rate rule, cosine schedule, no selection on test.

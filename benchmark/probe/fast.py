@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from ..augment import flip_random_resized_crop
-from ..registries import PROBES
+from ..registry import PROBES
 from ..types import Backbone, LabeledImages, PreparedProbe, ProbeProtocol, ProbeResult, RunContext, SyntheticSet
 from .common import (
     center_view,

@@ -34,7 +34,7 @@ from torch import Tensor
 from ..augment import flip_random_resized_crop
 from ..embedding import backbone_device
 from ..images import random_crop, resize_short_side
-from ..registries import PROBES
+from ..registry import PROBES
 from ..types import (
     Backbone,
     LabeledImages,

@@ -7,7 +7,7 @@
    (:mod:`.labels`: ``LGM [embedded]``, ``<NAME> [external]``, stale ``[cfg <hash>]``), the published
    numbers (:mod:`.paper`, packaged ``benchmark/assets/paper_results.csv``) and the alignment rows;
 2. aggregate and tabulate (:mod:`.aggregate`, :mod:`.sections`, :mod:`.tables`, :mod:`.paper`,
-   :mod:`.align`): per (suite, dataset, ipc, protocol) a same-model table (mean ± sample std over seeds,
+   :mod:`.alignment`): per (suite, dataset, ipc, protocol) a same-model table (mean ± sample std over seeds,
    best per column in bold) and per method with cross-model cells a transfer matrix; the paper's
    Table 1/2/3/4/5/8 layouts (ours | paper | Δ, all suites pooled, ± the population std); the mutual
    k-NN alignment tables and alignment against transfer;
@@ -36,10 +36,10 @@ from .latex import render_latex
 from .markdown import render_markdown
 from .naming import safe_name
 from .paper import PaperNumbers, PaperTable, find_paper_csv, packaged_paper_results, paper_tables
-from .tables import Cell, Grid, attach_paper, build_grid, same_model_grid, transfer_grid
+from .tables import Entry, Grid, attach_paper, build_grid, same_model_grid, transfer_grid
 
 __all__ = [
-    "CANONICAL_METHODS", "GROUP_KEYS", "REFERENCE_METHOD", "Cell", "Grid", "PaperNumbers", "PaperTable",
+    "CANONICAL_METHODS", "GROUP_KEYS", "REFERENCE_METHOD", "Entry", "Grid", "PaperNumbers", "PaperTable",
     "aggregate", "attach_paper", "build_grid", "build_report", "failed_cells", "find_paper_csv",
     "method_sort_key", "order_methods", "packaged_paper_results", "paper_tables", "render_latex",
     "render_markdown", "safe_name", "same_model_grid", "transfer_grid",

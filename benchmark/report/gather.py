@@ -31,7 +31,7 @@ def paper_numbers(root: Path, paper: Path | None) -> PaperNumbers:
 def gather(results: Path, rows: pd.DataFrame | None = None, paper: Path | None = None) -> Gathered:
     """Read (or take ``rows``), label, and load the published numbers and alignment tables. Raises
     ``ValueError`` when there are no result rows or ``paper`` is not a readable CSV."""
-    from ..alignment import read_alignment  # torch: only when a report is made
+    from ..mutual_knn import read_alignment  # torch: only when a report is made
 
     root = Path(results)
     frame = result_rows(read_results(root) if rows is None else rows)

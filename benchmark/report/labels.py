@@ -26,7 +26,7 @@ STALE_LABEL = " [cfg "
 
 @cache
 def _method_class(name: str):
-    from ..registries import METHODS
+    from ..registry import METHODS
 
     return dict(METHODS.items()).get(name)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .tables import DECIMALS, Cell, Grid, format_delta, format_paper, format_value
+from .tables import DECIMALS, Entry, Grid, format_delta, format_paper, format_value
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -26,12 +26,12 @@ def escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def latex_cell(cell: Cell, decimals: int = DECIMALS) -> str:
+def latex_cell(cell: Entry, decimals: int = DECIMALS) -> str:
     text = format_value(cell, pm="$\\pm$", decimals=decimals, missing="--")
     return f"\\textbf{{{text}}}" if cell.bold and not cell.missing else text
 
 
-def _delta_cell(cell: Cell, decimals: int) -> str:
+def _delta_cell(cell: Entry, decimals: int) -> str:
     text = format_delta(cell, decimals=decimals, missing="--")
     return text if text == "--" else f"${text}$"
 

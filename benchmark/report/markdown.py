@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from .tables import DECIMALS, Cell, Grid, format_delta, format_paper, format_value
+from .tables import DECIMALS, Entry, Grid, format_delta, format_paper, format_value
 
 
 def escape(text: str) -> str:
@@ -12,7 +12,7 @@ def escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_cell(cell: Cell, decimals: int = DECIMALS) -> str:
+def markdown_cell(cell: Entry, decimals: int = DECIMALS) -> str:
     text = format_value(cell, pm="±", decimals=decimals, missing="—")
     return f"**{text}**" if cell.bold and not cell.missing else text
 

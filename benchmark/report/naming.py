@@ -34,7 +34,7 @@ def split_label(key: str) -> tuple[str, str]:
 @cache
 def _registered(kind: str) -> dict[str, str]:
     """Registered name -> display name of one registry (entries only: no reference is resolved)."""
-    from ..registries import BACKBONES, DATASETS, METHODS
+    from ..registry import BACKBONES, DATASETS, METHODS
 
     registry = {"method": METHODS, "backbone": BACKBONES, "dataset": DATASETS}[kind]
     return {name: str(getattr(obj, "display_name", "") or name) for name, obj in registry.items()}

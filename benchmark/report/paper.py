@@ -53,7 +53,7 @@ from .aggregate import (
 from .labels import published_as
 from .latex import escape
 from .naming import display_backbone, display_dataset, display_method, safe_name
-from .tables import Cell, Grid, attach_paper, bold_best, build_grid, named
+from .tables import Entry, Grid, attach_paper, bold_best, build_grid, named
 
 PAPER_CSV = "paper_results.csv"
 PAPER_COLUMNS = ["table", "dataset", "method", "distill_backbone", "eval_backbone", "ipc", "top1", "top1_std",
@@ -364,14 +364,14 @@ SAME_AVG = "avg same-model"
 CROSS_AVG = "avg cross-model"
 
 
-def _paired_mean(ours: dict, published: Callable[[object], float | None], every: Iterable) -> Cell:
+def _paired_mean(ours: dict, published: Callable[[object], float | None], every: Iterable) -> Entry:
     """Our mean over the keys we have, and the published mean over the same keys (None unless the
     paper has all of them); without any of ours, the published mean over ``every`` key."""
     keys = list(ours)
     mean = float(np.mean([ours[k] for k in keys])) if keys else None
     pub = [published(k) for k in (keys or list(every))]
     extra = {"paper": float(np.mean(pub))} if pub and all(v is not None for v in pub) else {}
-    return Cell(mean=mean, n=1 if keys else 0, extra=extra)
+    return Entry(mean=mean, n=1 if keys else 0, extra=extra)
 
 
 def ablation_table(rows: pd.DataFrame, paper: PaperNumbers, dataset: str, ipc: int,
@@ -402,7 +402,7 @@ def ablation_table(rows: pd.DataFrame, paper: PaperNumbers, dataset: str, ipc: i
         line = []
         for b in backbones:
             rec = by_key.get((b, b))
-            cell = Cell() if rec is None else Cell(mean=_float(rec["mean"]), std=_float(rec["std"]),
+            cell = Entry() if rec is None else Entry(mean=_float(rec["mean"]), std=_float(rec["std"]),
                                                    n=int(rec["n"]), ci95=_float(rec["ci95"]))
             found = paper.get(dataset, method, b, b, ipc, table=ABLATION_TABLE)
             if found is not None:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from .align import AlignmentTransfer
+from .alignment import AlignmentTransfer
 from .naming import display_dataset
 from .paper import PaperNumbers, PaperTable
 from .tables import Grid

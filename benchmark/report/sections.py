@@ -8,7 +8,7 @@ import math
 import pandas as pd
 
 from .aggregate import aggregate, is_same_model, ok_rows, table_keys, table_rows
-from .align import AlignmentValues, alignment_caption, alignment_grid, alignment_transfer, alignment_values
+from .alignment import AlignmentValues, alignment_caption, alignment_grid, alignment_transfer, alignment_values
 from .latex import escape as latex_escape
 from .naming import display_dataset, display_method, safe_name
 from .paper import distilled_keys, paper_tables, pooled_aggregate

@@ -1,4 +1,4 @@
-"""Format-independent tables: an aggregated frame -> a :class:`Grid` of :class:`Cell` values.
+"""Format-independent tables: an aggregated frame -> a :class:`Grid` of :class:`Entry` values.
 
 A grid knows nothing about LaTeX or Markdown; :mod:`.latex` and :mod:`.markdown` render it. Layouts
 (same-model table, cross-model transfer matrix; the paper's tables in :mod:`.paper`) are functions that
@@ -24,9 +24,9 @@ DECIMALS = 2
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One table entry. ``mean is None`` means the cell is missing. ``extra`` holds labelled side values
-    (e.g. ``{"paper": 84.9}``) that renderers may show beside ours."""
+class Entry:
+    """One table entry (mean ± std over seeds). ``mean is None``: missing. ``extra`` holds labelled side
+    values (e.g. ``{"paper": 84.9}``) that renderers may show beside ours."""
 
     mean: float | None = None
     std: float | None = None
@@ -50,7 +50,7 @@ class Grid:
 
     rows: list[str]
     columns: list[str]
-    cells: list[list[Cell]]
+    cells: list[list[Entry]]
     corner: str = ""
     title: str = ""
     decimals: int = DECIMALS  # digits after the point for our values
@@ -67,13 +67,9 @@ class Grid:
     def shown_columns(self) -> list[str]:
         return list(self.column_names) if self.column_names is not None else list(self.columns)
 
-    def cell(self, row: str, column: str) -> Cell:
+    def cell(self, row: str, column: str) -> Entry:
         return self.cells[self.rows.index(row)][self.columns.index(column)]
 
-    def to_frame(self) -> pd.DataFrame:
-        """Means as a frame (rows x columns), NaN where missing; handy for tests and further layouts."""
-        data = [[math.nan if c.missing else c.mean for c in row] for row in self.cells]
-        return pd.DataFrame(data, index=self.rows, columns=self.columns)
 
 
 def _num(value) -> float | None:
@@ -113,9 +109,9 @@ def build_grid(
         for c in cols:
             rec = lookup.get((r, c))
             if rec is None:
-                line.append(Cell())
+                line.append(Entry())
             else:
-                line.append(Cell(mean=_num(rec["mean"]), std=_num(rec.get("std")), n=int(rec.get("n", 1)),
+                line.append(Entry(mean=_num(rec["mean"]), std=_num(rec.get("std")), n=int(rec.get("n", 1)),
                                  ci95=_num(rec.get("ci95"))))
         cells.append(line)
     grid = Grid(rows=rows, columns=cols, cells=cells, corner=corner, title=title)
@@ -144,7 +140,7 @@ def bold_best(grid: Grid, exclude: Sequence[str] = (), decimals: int = DECIMALS)
     return replace(grid, cells=cells)
 
 
-def format_value(cell: Cell, pm: str, decimals: int = DECIMALS, missing: str = "--") -> str:
+def format_value(cell: Entry, pm: str, decimals: int = DECIMALS, missing: str = "--") -> str:
     """``"50.00 ± 1.00"`` (with ``pm`` as the plus-minus sign); the mean alone for a single seed."""
     if cell.missing:
         return missing
@@ -160,11 +156,11 @@ def _published(value: float) -> str:
     return text[:-1] if text.endswith("0") else text
 
 
-def paper_value(cell: Cell) -> float | None:
+def paper_value(cell: Entry) -> float | None:
     return _num(cell.extra.get("paper"))
 
 
-def format_paper(cell: Cell, pm: str, missing: str = "--") -> str:
+def format_paper(cell: Entry, pm: str, missing: str = "--") -> str:
     """The published value of ``cell`` (``"84.9"``, or ``"84.9 ± 0.3"`` when the paper gives a std)."""
     value = paper_value(cell)
     if value is None:
@@ -173,13 +169,13 @@ def format_paper(cell: Cell, pm: str, missing: str = "--") -> str:
     return _published(value) + (f" {pm} {_published(std)}" if std is not None else "")
 
 
-def delta(cell: Cell) -> float | None:
+def delta(cell: Entry) -> float | None:
     """Ours - paper, or None when either is missing."""
     value = paper_value(cell)
     return None if value is None or cell.missing else cell.mean - value
 
 
-def format_delta(cell: Cell, decimals: int = DECIMALS, missing: str = "--") -> str:
+def format_delta(cell: Entry, decimals: int = DECIMALS, missing: str = "--") -> str:
     """The signed difference ours - paper: ``"+0.50"``, ``"-0.80"``."""
     d = delta(cell)
     return missing if d is None else f"{d:+.{decimals}f}"

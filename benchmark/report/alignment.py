@@ -1,7 +1,7 @@
 """Model alignment in the report: the mutual k-NN alignment matrix of each dataset and how it orders
 cross-model transfer (the paper's claim: the two orderings agree).
 
-The alignment rows come from :func:`benchmark.alignment.read_alignment` (``<results>/alignment/``).
+The alignment rows come from :func:`benchmark.mutual_knn.read_alignment` (``<results>/alignment/``).
 When a dataset has several measurements of a pair, the report uses k = 10 if present (else the
 smallest k), the largest sample, and the mean over sample seeds.
 """
@@ -17,7 +17,7 @@ import pandas as pd
 from .latex import escape
 from .naming import display_backbone, display_method, safe_name
 from .paper import DISTILLED, TRANSFER_TABLE, PaperNumbers, dataset_title
-from .tables import Cell, Grid, named
+from .tables import Entry, Grid, named
 
 PREFERRED_K = 10
 
@@ -61,7 +61,7 @@ def alignment_values(align: pd.DataFrame) -> dict[str, AlignmentValues]:
 def alignment_grid(av: AlignmentValues) -> Grid:
     """Backbone x backbone alignment (symmetric; the trivial diagonal left empty), three decimals."""
     names = av.backbones
-    cells = [[Cell() if a == b or (a, b) not in av.values else Cell(mean=av.values[(a, b)], n=1) for b in names]
+    cells = [[Entry() if a == b or (a, b) not in av.values else Entry(mean=av.values[(a, b)], n=1) for b in names]
              for a in names]
     grid = Grid(names, names, cells, corner="Backbone", title=f"alignment / {av.dataset}", decimals=3)
     return named(grid, display_backbone, display_backbone)

@@ -7,7 +7,7 @@ overlap of the two neighbour sets divided by ``k``, averaged over images. It is 
 same neighbourhoods (e.g. a rotated copy) and about ``k / (n - 1)`` for unrelated ones.
 
 The paper compares cross-model transfer with this metric at ``k = 10`` on about 1,000 test images;
-:func:`sample_indices` draws that fixed sample from a seed, :func:`alignment_table` computes every
+:func:`alignment_rows` draws that fixed sample from a seed, :func:`alignment_table` computes every
 unordered pair of backbones into a tidy frame, and :func:`write_alignment` / :func:`read_alignment`
 keep it as its own Parquet table, ``<results>/alignment/<dataset>.parquet``, which the report reads.
 
@@ -48,7 +48,7 @@ _SCHEMA = pa.schema([
     ("k", pa.int64()),
     ("n", pa.int64()),
     ("alignment", pa.float64()),
-    ("sample_seed", pa.int64()),  # null when the rows were not drawn by sample_indices
+    ("sample_seed", pa.int64()),  # null when the rows were not drawn by alignment_rows
     ("sample_hash", pa.string()),  # sha256 of the sampled row indices ("" when unknown)
 ])
 #: Rows with the same values here are the same measurement; a newer write replaces an older one.
@@ -115,7 +115,7 @@ def _overlap(knn_a: Tensor, knn_b: Tensor, chunk_size: int = DEFAULT_CHUNK) -> f
 # --------------------------------------------------------------------------------- sample and table
 
 
-def sample_indices(n_total: int, n: int = DEFAULT_SAMPLE, seed: int = DEFAULT_SEED) -> np.ndarray:
+def alignment_rows(n_total: int, n: int = DEFAULT_SAMPLE, seed: int = DEFAULT_SEED) -> np.ndarray:
     """A fixed, seeded sample of ``min(n, n_total)`` distinct row indices of a split, sorted."""
     if n_total < 1 or n < 1:
         raise ValueError(f"need n_total >= 1 and n >= 1, got n_total={n_total}, n={n}")
@@ -135,7 +135,7 @@ def alignment_table(features: Mapping[str, Any], *, dataset: str, k: int = DEFAU
     """Mutual k-NN alignment of every unordered pair of backbones.
 
     ``features`` maps backbone name -> ``n x D`` features of the same images in the same order.
-    ``sample_seed`` / ``sample`` record how the rows were drawn (see :func:`sample_indices`); they do not
+    ``sample_seed`` / ``sample`` record how the rows were drawn (see :func:`alignment_rows`); they do not
     change the numbers. One row per pair, ``backbone_a < backbone_b``, columns
     :data:`ALIGNMENT_COLUMNS`."""
     names = sorted(features)
@@ -164,7 +164,7 @@ def compute_alignment(test: Any, backbones: Mapping[str, Any], features: Any, *,
     ``n`` images of the split ``test`` (:class:`~benchmark.types.LabeledImages`), embedding through the
     feature cache ``features`` (a :class:`~benchmark.types.FeatureSource`; the runner's decodes and
     embeds through ``benchmark.embedding``, sliced from the split's cached features when they exist)."""
-    rows = sample_indices(len(test), n, seed)
+    rows = alignment_rows(len(test), n, seed)
     index = torch.as_tensor(rows)
     feats = {name: features(bb, test, index) for name, bb in backbones.items()}
     return alignment_table(feats, dataset=test.name, k=k, sample_seed=seed, sample=rows,
