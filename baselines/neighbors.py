@@ -37,7 +37,7 @@ def embed_images(backbone: Backbone, images: torch.Tensor, batch_size: int) -> t
     Each image is seen through its centre crop in the test geometry (``center_view``: 224 of 256 px for
     a 224 backbone), as the official code crops distilled images before embedding them."""
     images = center_view(images, backbone.input_size)
-    return embed_tensor(backbone, images, batch_size=batch_size).to(torch.float64)
+    return embed_tensor(backbone, images, batch_size=batch_size, autocast=False).to(torch.float64)
 
 
 @METHODS.register("neighbors")
@@ -75,7 +75,8 @@ class Neighbors(Method):
             if len(rows) == 0:
                 continue
             members = class_members(train, c, len(rows) if self.options.unique else 1)
-            real = F.normalize(ctx.features(backbone, train, indices=members).to("cpu", torch.float64), dim=1)
+            real = ctx.features(backbone, train, indices=members, autocast=False).to("cpu", torch.float64)
+            real = F.normalize(real, dim=1)
             fake = F.normalize(embed_images(backbone, distilled.images[rows], batch_size), dim=1)
             sim = fake @ real.T  # distilled x real cosine similarities
             if self.options.unique:

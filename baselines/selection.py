@@ -37,7 +37,7 @@ def per_class_features(train: LabeledImages, backbone: Backbone, ipc: int,
     """Yield ``(class, member rows, float64 centre-crop features of those rows)``, one class at a time."""
     for c in range(train.num_classes):
         members = class_members(train, c, ipc)
-        feats = ctx.features(backbone, train, indices=members)
+        feats = ctx.features(backbone, train, indices=members, autocast=False)
         if feats.shape[0] != len(members):
             raise RuntimeError(f"the feature cache returned {feats.shape[0]} rows for the "
                                f"{len(members)} images of class {c}")

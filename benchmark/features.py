@@ -114,8 +114,8 @@ class FeatureCache:
         return fields
 
     def key(self, backbone: Backbone, data: LabeledImages, indices: Tensor | Sequence[int] | None = None,
-            preprocess: Preprocess | None = None) -> str:
-        compute = compute_dtype(backbone_device(backbone), self.autocast)
+            preprocess: Preprocess | None = None, autocast: bool | None = None) -> str:
+        compute = compute_dtype(backbone_device(backbone), self._autocast(autocast))
         fields = self.key_fields(backbone, data, indices, preprocess, compute)
         return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
 
@@ -126,10 +126,13 @@ class FeatureCache:
 
     # -- the FeatureSource call -----------------------------------------------------------------------
     def __call__(self, backbone: Backbone, data: LabeledImages, indices: Tensor | Sequence[int] | None = None,
-                 preprocess: Preprocess | None = None) -> Tensor:
+                 preprocess: Preprocess | None = None, autocast: bool | None = None) -> Tensor:
+        """``autocast``: None follows the cache's setting; False computes in fp32 (what the official code
+        does for test features and for the feature-selecting baselines)."""
         preprocess = preprocess or backbone.preprocess
+        autocast = self._autocast(autocast)
         rows = _as_rows(indices, len(data))
-        key = self.key(backbone, data, indices, preprocess)
+        key = self.key(backbone, data, indices, preprocess, autocast)
         n_expected = len(rows)
 
         found = self._memory_get(key)
@@ -144,14 +147,14 @@ class FeatureCache:
             return features.clone()
 
         if indices is not None and not bad:  # a subset: slice a cached all-rows entry if there is one
-            whole = self._cached_all(backbone, data, preprocess)
+            whole = self._cached_all(backbone, data, preprocess, autocast)
             if whole is not None:
                 self.stats.sliced += 1
                 sub = whole[rows].clone()
                 self._memory_put(key, sub)
                 return sub.clone()
 
-        features = self._build(backbone, data, rows, preprocess)
+        features = self._build(backbone, data, rows, preprocess, autocast)
         self.stats.built += 1
         self.stats.rebuilt += int(bad)
         self._write(key, features, backbone, data, indices, preprocess)
@@ -161,6 +164,9 @@ class FeatureCache:
     def embed_images(self, backbone: Backbone, images: Tensor, batch_size: int | None = None) -> Tensor:
         """Features (float32, CPU) of in-memory images (Nx3xHxW in [0, 1]); nothing is cached."""
         return embed_tensor(backbone, images, batch_size=batch_size or self.batch_size, autocast=self.autocast)
+
+    def _autocast(self, asked: bool | None) -> bool:
+        return self.autocast if asked is None else bool(asked)
 
     # -- disk ----------------------------------------------------------------------------------------
     def _read(self, key: str, n_expected: int | None) -> tuple[Tensor | None, bool]:
@@ -213,8 +219,9 @@ class FeatureCache:
             raise CacheEntryError(f"dtype {tensor.dtype} stored, {_DTYPE} expected")
         return tensor
 
-    def _cached_all(self, backbone: Backbone, data: LabeledImages, preprocess: Preprocess) -> Tensor | None:
-        key = self.key(backbone, data, None, preprocess)
+    def _cached_all(self, backbone: Backbone, data: LabeledImages, preprocess: Preprocess,
+                    autocast: bool) -> Tensor | None:
+        key = self.key(backbone, data, None, preprocess, autocast)
         found = self._memory_get(key)
         if found is not None:
             return found
@@ -267,10 +274,11 @@ class FeatureCache:
                         feat_path, err)
 
     # -- compute -------------------------------------------------------------------------------------
-    def _build(self, backbone: Backbone, data: LabeledImages, rows: Tensor, preprocess: Preprocess) -> Tensor:
+    def _build(self, backbone: Backbone, data: LabeledImages, rows: Tensor, preprocess: Preprocess,
+               autocast: bool) -> Tensor:
         started = time.perf_counter()
         features = embed_rows(backbone, data, rows, preprocess, batch_size=self.batch_size, workers=self.workers,
-                              autocast=self.autocast, progress=self.progress)
+                              autocast=autocast, progress=self.progress)
         log.info("feature cache: embedded %d rows of %s/%s with %s in %.1fs", len(rows), data.name,
                  data.split, backbone.name, time.perf_counter() - started)
         return features.contiguous()

@@ -196,8 +196,9 @@ class FeatureSource(Protocol):
     """The feature cache as methods and probes see it."""
 
     def __call__(self, backbone: Backbone, data: LabeledImages, indices: Tensor | None = None,
-                 preprocess: Preprocess | None = None) -> Tensor:
-        """Centre-crop features (float32, CPU) of ``data[indices]`` (all rows when None)."""
+                 preprocess: Preprocess | None = None, autocast: bool | None = None) -> Tensor:
+        """Centre-crop features (float32, CPU) of ``data[indices]`` (all rows when None); ``autocast=False``
+        computes them in fp32 even where the source would use bf16 (CUDA)."""
         ...
 
 

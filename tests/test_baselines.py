@@ -40,7 +40,7 @@ class FakeFeatures:
         self.feats = feats.float()
         self.calls: list[torch.Tensor | None] = []
 
-    def __call__(self, backbone, data, indices=None, preprocess=None):
+    def __call__(self, backbone, data, indices=None, preprocess=None, autocast=None):
         self.calls.append(None if indices is None else torch.as_tensor(indices).clone())
         return self.feats if indices is None else self.feats[torch.as_tensor(indices)]
 

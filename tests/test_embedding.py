@@ -240,3 +240,37 @@ def test_bf16_autocast_features_agree_with_fp32(tmp_path, name):
     assert cache.key_fields(bb, data, compute=torch.bfloat16) != cache.key_fields(bb, data)
     assert torch.equal(cache(bb, data), bf16)
     assert FeatureCache(tmp_path, progress=False, autocast=False).key(bb, data) != cache.key(bb, data)
+
+
+class SpyFeatures:
+    """A feature source that records the ``autocast`` each caller asks for."""
+
+    def __init__(self, cache):
+        self.cache, self.asked = cache, []
+
+    def __call__(self, backbone, data, indices=None, preprocess=None, autocast=None):
+        self.asked.append((data.split, autocast))
+        return self.cache(backbone, data, indices, preprocess, autocast=autocast)
+
+
+def test_official_fp32_passes_ask_for_fp32(tmp_path, train, backbone):
+    """The official code computes test features and the selecting baselines' features without autocast;
+    our callers must ask for fp32 whatever the cache's default (bf16 on CUDA)."""
+    from baselines.centroids import Centroids
+    from benchmark.probe.common import load_test_features
+
+    spy = SpyFeatures(FeatureCache(tmp_path, progress=False, workers=0))
+    test = ToyDataset().load("test")
+    load_test_features(spy, backbone, test)
+    ctx = RunContext(device=torch.device("cpu"), features=spy, artifact_dir=tmp_path)
+    Centroids().synthesize(train, backbone, 1, 0, ctx)
+    assert spy.asked and all(autocast is False for _, autocast in spy.asked), spy.asked
+
+
+def test_a_per_call_autocast_overrides_the_cache_default(tmp_path, train, backbone, monkeypatch):
+    cache = FeatureCache(tmp_path, progress=False, workers=0)  # autocast on by default
+    # as if on CUDA, where autocast means bf16: the fp32 request must get another entry
+    monkeypatch.setattr("benchmark.features.compute_dtype",
+                        lambda device, autocast=True: torch.bfloat16 if autocast else torch.float32)
+    assert cache.key(backbone, train) != cache.key(backbone, train, autocast=False)
+    assert cache.key(backbone, train, autocast=False) == FeatureCache(tmp_path, autocast=False).key(backbone, train)

@@ -333,7 +333,7 @@ class ColourFeatures:
     def __init__(self, feats: torch.Tensor) -> None:
         self.feats = feats
 
-    def __call__(self, backbone, data, indices=None, preprocess=None):
+    def __call__(self, backbone, data, indices=None, preprocess=None, autocast=None):
         return self.feats if indices is None else self.feats[torch.as_tensor(indices)]
 
 

@@ -45,8 +45,9 @@ def embed_images(features: FeatureSource, backbone: Backbone, images: Tensor, ba
 
 
 def load_test_features(ctx_features: FeatureSource, backbone: Backbone, test: LabeledImages) -> Tensor:
-    """Cached centre-crop test features; checks they match the backbone's feature dimension."""
-    feats = ctx_features(backbone, test).float()
+    """Cached centre-crop test features, computed in fp32 as the official evaluation does (no autocast
+    there); checks they match the backbone's feature dimension."""
+    feats = ctx_features(backbone, test, autocast=False).float()
     if feats.dim() != 2 or len(feats) != len(test):
         raise ValueError(f"feature source returned {tuple(feats.shape)} for {len(test)} test rows")
     return feats
