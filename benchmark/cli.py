@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Per suite: the cells done, failed and missing (from the cell files), "
                                         "and the state and logs of the jobs last submitted for it.")
     status.add_argument("--results", type=directory_arg, default=Path("results"), help="results directory")
-    status.add_argument("--suite", help="only this suite (default: every suite with cells or jobs)")
+    status.add_argument("--suite", help="only this suite, by name or suite file (default: every registered suite "
+                        "with cells or jobs)")
 
     ev = sub.add_parser("eval", help="score a set made elsewhere (.safetensors, torch file or image folder)",
                         description="Probe a synthetic set made elsewhere on a dataset through each backbone, "
@@ -164,12 +165,19 @@ def record_suite_file(args: argparse.Namespace, suite: Suite) -> None:
         record_definition(args.suite, suite, args.results)
 
 
-def suite_from_args(args: argparse.Namespace) -> Suite:
+def load_suite(name: str) -> Suite:
+    """A registered suite by name, or the suite a TOML file defines."""
     from .suite_files import is_suite_file
 
-    suite_file = read_suite_file(args.suite) if is_suite_file(args.suite) else None
-    if suite_file is None and args.suite not in SUITES:
-        raise UsageError(SUITES.unknown_message(args.suite))
+    if is_suite_file(name):
+        return read_suite_file(name)
+    if name not in SUITES:
+        raise UsageError(SUITES.unknown_message(name))
+    return SUITES.get(name)
+
+
+def suite_from_args(args: argparse.Namespace) -> Suite:
+    suite = load_suite(args.suite)
     check_names(METHODS, args.methods)
     check_names(BACKBONES, args.backbones)
     check_names(DATASETS, args.datasets)
@@ -179,7 +187,6 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
         raise UsageError("--seeds must be at least 1")
     if args.ipc is not None and min(args.ipc) < 1:
         raise UsageError("--ipc values must be at least 1")
-    suite: Suite = suite_file or SUITES.get(args.suite)
     # a backbone filter narrows the distilling backbones too, so no cell asks for one left out
     distill = None  # None: the suite's own (its backbones, when it names no distilling ones)
     if args.backbones and suite.distill_backbones:
@@ -240,12 +247,13 @@ def run_jobs(args: argparse.Namespace, suite: Suite) -> int:
                                 timeout_min=args.timeout_min, slurm_args=parse_slurm_args(args.slurm_arg),
                                 device=args.device, wait=args.wait)
         if not args.dry_run:
-            record_suite_file(args, suite)
             for root in (args.results, cache_root()):  # temp files of runs that were killed
                 remove_stale_temps(root)
         result = launch(suite, args.results, options, dry_run=args.dry_run)
     except LaunchError as err:
         raise UsageError(str(err)) from None
+    if not args.dry_run:  # only once jobs were sent: a launch that failed leaves no definition behind
+        record_suite_file(args, suite)
     if not result.waited:
         return 0
     print(f"{result.ran} cells run, {result.skipped} skipped (already done), {len(result.failed_cells)} failed; "
@@ -258,11 +266,10 @@ def run_jobs(args: argparse.Namespace, suite: Suite) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .status import describe_status
 
-    if args.suite is not None and args.suite not in SUITES:
-        raise UsageError(SUITES.unknown_message(args.suite))
+    suites = [load_suite(args.suite)] if args.suite is not None else None
     if args.results.exists() and not args.results.is_dir():
         raise UsageError(f"--results {args.results} is a file, not a results directory")
-    print(describe_status(args.results, [args.suite] if args.suite else None))
+    print(describe_status(args.results, suites))
     return 0
 
 
@@ -345,10 +352,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .checks import parse_device, usable_device
     from .cost import calibration_path, save_calibration, suite_resolutions
 
-    if args.suite not in SUITES:
-        raise UsageError(SUITES.unknown_message(args.suite))
+    suite = load_suite(args.suite)
     check_names(BACKBONES, args.backbones)
-    suite: Suite = SUITES.get(args.suite)
     backbones = args.backbones or sorted({*suite.backbones, *(suite.distill_backbones or [])})
     try:
         device = usable_device(parse_device(args.device))

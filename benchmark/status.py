@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .launch.records import Submission, logs_folder, read_submissions
-from .registry import SUITES
 from .results import CELLS_DIR
+from .stale import current_definitions
 from .suites import Cell, Suite
 
 SHOWN = 10  # cells listed per kind before "... and N more"
@@ -120,20 +120,21 @@ def describe_jobs(submission: Submission, earlier: int) -> list[str]:
     return lines
 
 
-def describe_status(results: Path, suite_names: list[str] | None = None) -> str:
-    """The status text of ``suite_names`` (default: every registered suite with cell files or jobs)."""
+def describe_status(results: Path, suites: list[Suite] | None = None) -> str:
+    """The status text of ``suites`` (default: every suite, registered or recorded from a suite file by
+    ``run``, with cell files or jobs)."""
     results = Path(results)
     submissions = read_submissions(results)
-    if suite_names is None:
-        on_disk = {p.name for p in (results / CELLS_DIR).iterdir() if p.is_dir()} \
-            if (results / CELLS_DIR).is_dir() else set()
+    if suites is None:
+        cells_dir = results / CELLS_DIR
+        on_disk = {p.name for p in cells_dir.iterdir() if p.is_dir()} if cells_dir.is_dir() else set()
         named = on_disk | {s.suite for s in submissions}
-        suite_names = [n for n in SUITES.names() if n in named]
-        if not suite_names:
+        suites = [suite for name, suite in sorted(current_definitions(results).items()) if name in named]
+        if not suites:
             return f"no cells or jobs under {results} yet; start with `python -m benchmark run`"
     lines = []
-    for name in suite_names:
-        suite: Suite = SUITES.get(name)
+    for suite in suites:
+        name = suite.name
         counts = cell_counts(suite, results)
         total = len(counts.done) + len(counts.failed) + len(counts.missing) + len(counts.invalid)
         lines.append(f"suite {name}: {total} cells: {len(counts.done)} done, {len(counts.failed)} failed, "

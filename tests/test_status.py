@@ -71,3 +71,20 @@ def test_empty_results_and_bad_suite(tmp_path: Path, capsys) -> None:
     assert main(["status", "--results", str(tmp_path), "--suite", "smok"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "smoke" in err
+
+
+def test_a_suite_file_run_shows_up_with_and_without_suite(tmp_path: Path, capsys) -> None:
+    """A suite read from a TOML file is recorded by `run`; `status` finds it by the file or by default."""
+    repo = Path(__file__).resolve().parents[1]
+    suite_file = repo / "suites" / "offline_example.toml"
+    results = tmp_path / "results"
+    assert main(["run", "--suite", str(suite_file), "--results", str(results), "--methods", "centroids",
+                 "--no-progress", "--workers", "0"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--results", str(results), "--suite", str(suite_file)]) == 0
+    by_file = capsys.readouterr().out
+    assert by_file.startswith("suite offline_example: 4 cells: 1 done, 0 failed, 3 missing")
+    assert main(["status", "--results", str(results)]) == 0
+    assert capsys.readouterr().out.startswith("suite offline_example: 4 cells: 1 done, 0 failed, 3 missing")
+    assert main(["status", "--results", str(results), "--suite", str(tmp_path / "nope.toml")]) == 2
+    assert "nope.toml" in capsys.readouterr().err
