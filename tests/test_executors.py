@@ -289,3 +289,20 @@ def test_preempted_job_is_requeued_and_finishes(tmp_path: Path, inline: pd.DataF
     assert values(results).equals(inline)
     for cell in SMOKE.cells():
         assert cell_path(results, cell).exists()
+
+
+def test_a_finished_suite_without_its_alignment_says_how_to_measure_it(tmp_path: Path, capsys) -> None:
+    from benchmark.launch.executors import LaunchOptions, launch
+    from benchmark.mutual_knn import alignment_path
+
+    suite = SUITES.get("default")  # two backbones, alignment on
+    result = launch(suite, tmp_path, LaunchOptions("local", jobs=1), is_done=lambda results, cell: True)
+    out = capsys.readouterr().out
+    assert result.skipped == len(suite.cells())
+    assert "nothing to submit" in out and "alignment of suite 'default' is missing" in out
+    for dataset in suite.datasets:  # measured: no hint
+        path = alignment_path(tmp_path, dataset)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    launch(suite, tmp_path, LaunchOptions("local", jobs=1), is_done=lambda results, cell: True)
+    assert "alignment" not in capsys.readouterr().out

@@ -224,6 +224,13 @@ class LaunchResult:
     reused_sets: int = 0
 
 
+def missing_alignment(suite: Suite, results: Path) -> list[str]:
+    """The suite's datasets whose alignment file is not there yet."""
+    from ..mutual_knn import alignment_path
+
+    return [d for d in suite.datasets if not alignment_path(results, d).exists()]
+
+
 def launch(suite: Suite, results: Path, options: LaunchOptions, dry_run: bool = False,
            is_done: Any = None) -> LaunchResult:
     """Submit the suite's pending cells as jobs (print them instead with ``dry_run``); wait for them
@@ -240,6 +247,9 @@ def launch(suite: Suite, results: Path, options: LaunchOptions, dry_run: bool = 
     result = LaunchResult(skipped=len(cells) - len(pending))
     if not pending:
         print(f"All {len(cells)} cells of suite {suite.name!r} are already in {results}: nothing to submit.")
+        if suite.alignment and len(suite.backbones) > 1 and missing_alignment(suite, results):
+            print(f"The backbone alignment of suite {suite.name!r} is missing (its job did not finish): run the "
+                  "same command without --executor to measure it here.")
         return result
     jobs = launcher.plan(set_groups(pending))
     if dry_run:
