@@ -1,10 +1,11 @@
 """``python -m benchmark calibrate``: measure images/s per (backbone, input size) on this device.
 
 Two passes per entry, each timed after a short warm-up: a no-grad forward (the feature caches and the
-probes, fp32 as the feature cache runs it) and a forward + backward to the input (LGM's synthetic pass,
-under the precision LGM's ``"auto"`` picks: fp16 autocast on CUDA, fp32 on a CPU). The median of the
-timed iterations gives images/s. The table (``benchmark.cost.Calibration``) is merged into this device's
-file under ``<cache>/calibration/`` and read by ``run --dry-run``.
+probes, under the bf16 autocast ``benchmark.embedding`` uses on CUDA, fp32 on a CPU) and a forward +
+backward to the input (LGM's synthetic pass, under the precision LGM's ``"auto"`` picks: fp16 autocast
+on CUDA, fp32 on a CPU). The median of the timed iterations gives images/s. The table
+(``benchmark.cost.Calibration``) is merged into this device's file under ``<cache>/calibration/`` and
+read by ``run --dry-run``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .cost import Calibration, CalibrationError, Throughput, device_name, load_calibration, today
+from .embedding import compute_dtype
 from .registry import BACKBONES
 
 
@@ -72,8 +74,11 @@ def measure_backbone(backbone: torch.nn.Module, resolution: int, device: torch.d
     autocast = (torch.autocast(device_type="cuda", dtype=torch.float16) if device.type == "cuda"
                 else contextlib.nullcontext())
 
+    no_grad_autocast = (torch.autocast(device_type="cuda", dtype=compute_dtype(device))
+                        if device.type == "cuda" else contextlib.nullcontext())
+
     def forward() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), no_grad_autocast:
             backbone(x)
 
     def forward_backward() -> None:

@@ -245,7 +245,7 @@ def run_jobs(args: argparse.Namespace, suite: Suite) -> int:
         options = LaunchOptions(args.executor, jobs=args.jobs, partition=args.partition,
                                 gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem,
                                 timeout_min=args.timeout_min, slurm_args=parse_slurm_args(args.slurm_arg),
-                                device=args.device, wait=args.wait)
+                                device=args.device, wait=args.wait, workers=args.workers)
         if not args.dry_run:
             for root in (args.results, cache_root()):  # temp files of runs that were killed
                 remove_stale_temps(root)
@@ -266,9 +266,15 @@ def run_jobs(args: argparse.Namespace, suite: Suite) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .status import describe_status
 
-    suites = [load_suite(args.suite)] if args.suite is not None else None
     if args.results.exists() and not args.results.is_dir():
         raise UsageError(f"--results {args.results} is a file, not a results directory")
+    suites = None
+    if args.suite is not None:
+        from .suite_files import recorded_definitions
+
+        recorded = recorded_definitions(args.results)  # suites that ran from files, by their name
+        suites = [recorded[args.suite] if args.suite in recorded and args.suite not in SUITES
+                  else load_suite(args.suite)]
     print(describe_status(args.results, suites))
     return 0
 

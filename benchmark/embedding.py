@@ -63,6 +63,13 @@ def compute_dtype(device: torch.device, autocast: bool = True) -> torch.dtype:
     return torch.bfloat16 if autocast and device.type == "cuda" else torch.float32
 
 
+def source_dtype(source: object, backbone: torch.nn.Module) -> str:
+    """What a feature source (e.g. ``FeatureCache``) computes ``backbone``'s features in when not told
+    otherwise: "bfloat16" where it autocasts on CUDA, else "float32" (recorded in the fast probe's rows)."""
+    dtype = compute_dtype(backbone_device(backbone), bool(getattr(source, "autocast", False)))
+    return str(dtype).removeprefix("torch.")
+
+
 def _loader_workers(workers: int, batches: int) -> int:
     # A worker decodes whole batches: more workers than batches would idle, and a single batch gains
     # nothing from a worker process but its start-up time.

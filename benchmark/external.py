@@ -133,6 +133,8 @@ def read_file(path: Path) -> ExternalSet:
     if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ExternalSetError(f"{path}: 'labels' must be N class indices (1-D integers), not {labels.dtype} "
                                f"of shape {tuple(labels.shape)} (soft labels are not supported)")
+    if len(labels) == 0:
+        raise ExternalSetError(f"{path} holds no images (its 'labels' are empty)")
     images = _as_images(tensors["images"], path) if "images" in tensors else None
     indices = tensors.get("indices")
     for what, t in (("images", images), ("indices", indices)):

@@ -13,12 +13,13 @@ entry for a subset of rows is sliced from a cached entry for all rows when one e
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -105,7 +106,8 @@ class FeatureCache:
             "format": CACHE_FORMAT_VERSION,
             "backbone": backbone.identity.key(),
             "preprocess": preprocess.key(),
-            "dataset": {"name": data.name, "split": data.split, "fingerprint": data.fingerprint},
+            # content, not name: a registered dataset, its local mirror and a reference to either share entries
+            "dataset": {"split": data.split, "fingerprint": data.fingerprint},
             "indices": indices_hash(indices),
             "dtype": str(_DTYPE).removeprefix("torch."),
         }
@@ -141,11 +143,19 @@ class FeatureCache:
             return found.clone()
 
         features, bad = self._read(key, n_expected)
-        if features is not None:
-            self.stats.disk_hits += 1
-            self._memory_put(key, features)
-            return features.clone()
+        if features is None:
+            # one builder per entry across processes: the others wait, then read what it wrote
+            with self._entry_lock(key):
+                features, bad = self._read(key, n_expected)
+                if features is None:
+                    return self._make(key, backbone, data, indices, rows, preprocess, autocast, bad)
+        self.stats.disk_hits += 1
+        self._memory_put(key, features)
+        return features.clone()
 
+    def _make(self, key: str, backbone: Backbone, data: LabeledImages, indices: Tensor | Sequence[int] | None,
+              rows: Tensor, preprocess: Preprocess, autocast: bool, bad: bool) -> Tensor:
+        """Slice the entry from a cached all-rows entry, or build and write it (the caller holds its lock)."""
         if indices is not None and not bad:  # a subset: slice a cached all-rows entry if there is one
             whole = self._cached_all(backbone, data, preprocess, autocast)
             if whole is not None:
@@ -153,13 +163,23 @@ class FeatureCache:
                 sub = whole[rows].clone()
                 self._memory_put(key, sub)
                 return sub.clone()
-
         features = self._build(backbone, data, rows, preprocess, autocast)
         self.stats.built += 1
         self.stats.rebuilt += int(bad)
         self._write(key, features, backbone, data, indices, preprocess)
         self._memory_put(key, features)
         return features.clone()
+
+    @contextlib.contextmanager
+    def _entry_lock(self, key: str) -> Iterator[None]:
+        """The entry's cross-process lock; none when the cache directory cannot hold a lock file (the
+        entry is then built here, and ``_write`` reports the failed write the same way)."""
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(held(self.paths(key)[0].parent / key, f"the feature cache entry {key[:16]}"))
+            except OSError as err:
+                log.warning("feature cache: no lock for %s (%s); building without one", key[:16], err)
+            yield
 
     def embed_images(self, backbone: Backbone, images: Tensor, batch_size: int | None = None) -> Tensor:
         """Features (float32, CPU) of in-memory images (Nx3xHxW in [0, 1]); nothing is cached."""
@@ -259,16 +279,9 @@ class FeatureCache:
             "preprocess": preprocess.key(),
             "torch": torch.__version__,
         }
-        try:
-            with held(feat_path.parent / key, f"the feature cache entry {key[:16]}"):
-                if manifest_path.exists():  # another process wrote the entry while this one built it
-                    try:
-                        self._load_checked(key, feat_path, manifest_path, len(features))
-                        return  # keep theirs: one writer per entry, the manifest always matches its file
-                    except CacheEntryError:
-                        pass
-                atomic_write_bytes(feat_path, blob)
-                atomic_write_bytes(manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
+        try:  # under the entry's lock (see __call__): the manifest always matches its file
+            atomic_write_bytes(feat_path, blob)
+            atomic_write_bytes(manifest_path, json.dumps(manifest, indent=1, sort_keys=True).encode())
         except OSError as err:
             log.warning("feature cache: could not write %s (%s); features are used but not cached",
                         feat_path, err)

@@ -12,11 +12,15 @@ current until the file changes and the suite runs again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import json
+import logging
+import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,9 @@ SUITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # backbone build options a suite may set (docs/references.md); others go through a registered entry
 BACKBONE_OPTIONS = {"input_size": int, "weights": str, "normalization": str, "interpolation": str,
                     "pos_embed": str}
+
+
+log = logging.getLogger(__name__)
 
 
 class SuiteFileError(ValueError):
@@ -127,6 +134,10 @@ def _check_backbone_options(reader: _Reader) -> Callable[[str, str, dict[str, An
         if weights is not None and not Path(weights).expanduser().is_file():
             raise reader.fail(f"{key}.weights", f"weight file not found: {weights} (paths are relative to the "
                               "current directory)")
+        try:
+            BACKBONES.get(name).check_options(options)
+        except (ValueError, TypeError) as err:
+            raise reader.fail(key, str(err)) from None
     return check
 
 
@@ -156,6 +167,8 @@ def suite_from_table(table: Mapping[str, Any], path: Path) -> Suite:
         fields["distill_backbones"] = reader.names("distill_backbones", table["distill_backbones"], BACKBONES)
     if "ipc" in table:
         ipc = table["ipc"] if isinstance(table["ipc"], list) else [table["ipc"]]
+        if not ipc:
+            raise reader.fail("ipc", "is an empty list; give images per class, e.g. ipc = [1, 10]")
         fields["ipc"] = [reader.integer(f"ipc[{i}]", v) for i, v in enumerate(ipc)]
     for key in ("seeds", "method_seeds"):
         if key in table:
@@ -205,12 +218,16 @@ def suite_from_table(table: Mapping[str, Any], path: Path) -> Suite:
         rules = table["exclude"]
         if not isinstance(rules, list):
             raise reader.fail("exclude", f"must be a list of tables, not {_type_name(rules)}")
-        cell_fields = [f.name for f in dataclasses.fields(Cell)]
+        cell_fields = {f.name: f.type for f in dataclasses.fields(Cell)}
         for i, rule in enumerate(rules):
-            for k in reader.table_of(f"exclude[{i}]", rule):
+            for k, v in reader.table_of(f"exclude[{i}]", rule).items():
                 if k not in cell_fields:
-                    raise reader.fail(f"exclude[{i}].{k}", f"not a cell field.{_close(k, cell_fields)} "
+                    raise reader.fail(f"exclude[{i}].{k}", f"not a cell field.{_close(k, list(cell_fields))} "
                                       f"Known: {', '.join(cell_fields)}")
+                if cell_fields[k] == "int":
+                    reader.integer(f"exclude[{i}].{k}", v, minimum=0)
+                elif cell_fields[k] == "str":
+                    reader.string(f"exclude[{i}].{k}", v)
         fields["exclude"] = [dict(r) for r in rules]
     return Suite(**fields)
 
@@ -239,24 +256,49 @@ def definition_path(results: Path, name: str) -> Path:
     return Path(results) / DEFINITIONS_DIR / f"{name}.toml"
 
 
+RUN_FROM = "# lgm-bench: run from "
+
+
 def record_definition(path: str | Path, suite: Suite, results: Path) -> Path:
-    """Keep the file a suite ran from beside its results (temp file + rename): ``report`` reads it."""
+    """Keep the file a suite ran from beside its results (temp file + rename): ``report`` reads it. A
+    first comment line names the directory it ran from, so relative paths in it resolve the same later."""
     from .paths import atomic_write_bytes
 
     target = definition_path(results, suite.name)
-    atomic_write_bytes(target, Path(path).read_bytes())
+    header = f"{RUN_FROM}{json.dumps(str(Path.cwd()))}\n".encode()
+    atomic_write_bytes(target, header + Path(path).read_bytes())
     return target
 
 
+@contextlib.contextmanager
+def _in_directory(path: Path | None) -> Iterator[None]:
+    old = Path.cwd()
+    if path is not None:
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _run_from(path: Path) -> Path | None:
+    first = path.read_text().split("\n", 1)[0]
+    return Path(json.loads(first.removeprefix(RUN_FROM))) if first.startswith(RUN_FROM) else None
+
+
 def recorded_definitions(results: Path) -> dict[str, Suite]:
-    """The suites recorded under ``<results>/suites/`` by name; a record that no longer loads (a folder
-    or weight file it names is gone) is left out, and its rows count as stale."""
+    """The suites recorded under ``<results>/suites/`` by name, read with relative paths resolved from
+    where they ran. A record that no longer loads (a folder or weight file it names is gone) is left
+    out with a warning that says why; its rows then count as stale."""
     found: dict[str, Suite] = {}
     folder = Path(results) / DEFINITIONS_DIR
     for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
         try:
-            suite = load_suite_file(path)
-        except SuiteFileError:
+            run_from = _run_from(path)
+            with _in_directory(run_from if run_from is not None and run_from.is_dir() else None):
+                suite = load_suite_file(path.resolve())
+        except (SuiteFileError, OSError, ValueError) as err:
+            log.warning("the recorded suite %s no longer loads (%s); its rows count as stale", path, err)
             continue
         if suite.name == path.stem:
             found[suite.name] = suite

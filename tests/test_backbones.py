@@ -374,3 +374,16 @@ def test_imgfocus_cache_is_rebuilt_when_corrupt(tmp_path: Path, monkeypatch: pyt
 def test_build_backbone_helper() -> None:
     bb = build_backbone("tiny_vit", device="cpu")
     assert bb.identity.name == "tiny_vit" and bb.feature_dim == 32
+
+
+def test_check_options_refuses_what_build_would_without_building():
+    from benchmark.registry import BACKBONES
+
+    dinov2 = BACKBONES.get("dinov2_vitb14")
+    dinov2.check_options({"pos_embed": "timm", "input_size": 224, "normalization": "native"})  # all fine
+    with pytest.raises(ValueError, match="pos_embed must be one of"):
+        dinov2.check_options({"pos_embed": "bogus"})
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        dinov2.check_options({"input_size": 225})
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        BACKBONES.get("tiny_vit").check_options({"interpolation": "nearest"})

@@ -90,6 +90,22 @@ CASES = [
     ("eval: wrong keys", lambda t: eval_args(smoke_set(t, x=torch.rand(4, 3, 8, 8), y=torch.arange(4))),
      "holds the keys x, y; it needs 'images'"),
     ("eval: pickled set", lambda t: eval_args(pickled(t)), "is not a weights-only torch file"),
+    ("empty ipc list", lambda t: run_args(suite_file(t, SUITE + "ipc = []\n")),
+     "key 'ipc': is an empty list; give images per class"),
+    ("exclude value of the wrong type", lambda t: run_args(suite_file(t, SUITE + "[[exclude]]\nmethod = 3\n")),
+     "key 'exclude[0].method': must be a string"),
+    ("eval: empty set", lambda t: eval_args(smoke_set(t, images=torch.rand(0, 3, 8, 8),
+                                                      labels=torch.zeros(0, dtype=torch.int64))),
+     "holds no images (its 'labels' are empty)"),
+    ("backbone option: bad normalization", lambda t: run_args(suite_file(
+        t, SUITE + '[backbone_options.tiny_vit]\nnormalization = "nonsense"\n')),
+     "key 'backbone_options.tiny_vit': normalization must be one of ('imagenet', 'native'), not 'nonsense'"),
+    ("backbone option: size off the patch grid", lambda t: run_args(suite_file(
+        t, SUITE + '[backbone_options.tiny_vit]\ninput_size = 30\n')),
+     "key 'backbone_options.tiny_vit':"),
+    ("backbone option: pos_embed for a backbone without one", lambda t: run_args(suite_file(
+        t, SUITE + '[backbone_options.tiny_vit]\npos_embed = "timm"\n')),
+     "backbone 'tiny_vit' has no option 'pos_embed'"),
     ("eval: unknown class folder", lambda t: eval_args(class_folders(t, ["Bag", "Sandal"])),
      "class folder(s) 'Sandal' name no class of the dataset"),
     ("eval: no such file", lambda t: eval_args(f"{t}/none.safetensors"), "none.safetensors: no such file or folder"),

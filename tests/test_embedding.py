@@ -274,3 +274,19 @@ def test_a_per_call_autocast_overrides_the_cache_default(tmp_path, train, backbo
                         lambda device, autocast=True: torch.bfloat16 if autocast else torch.float32)
     assert cache.key(backbone, train) != cache.key(backbone, train, autocast=False)
     assert cache.key(backbone, train, autocast=False) == FeatureCache(tmp_path, autocast=False).key(backbone, train)
+
+
+def test_the_fast_probe_records_the_precision_of_its_set_features(tmp_path, train, backbone, monkeypatch):
+    from benchmark.probe.fast import FastProbe
+
+    test = ToyDataset().load("test")
+    synset = SyntheticSet(labels=train.labels[:4], indices=torch.arange(4))
+    cache = FeatureCache(tmp_path, progress=False, workers=0)
+    ctx = RunContext(device=torch.device("cpu"), features=cache, artifact_dir=tmp_path)
+    (cpu,) = FastProbe().evaluate(synset, train, test, backbone, [0], ctx)
+    assert cpu.extra["feature_dtype"] == "float32"
+    assert embedding.source_dtype(cache, backbone) == "float32"
+    monkeypatch.setattr(embedding, "compute_dtype", lambda device, autocast=True: torch.bfloat16 if autocast
+                        else torch.float32)  # as on CUDA
+    assert embedding.source_dtype(cache, backbone) == "bfloat16"
+    assert embedding.source_dtype(FeatureCache(tmp_path, autocast=False), backbone) == "float32"

@@ -308,3 +308,16 @@ def test_failed_write_leaves_no_temp_and_no_manifest(tmp_path, data, monkeypatch
     fresh = FeatureCache(tmp_path, progress=False)
     fresh(bb, data)
     assert fresh.stats.rebuilt == 1
+
+
+def test_the_same_content_under_another_name_shares_entries(tmp_path, data):
+    """A local mirror or a reference (another dataset name, same content fingerprint) reuses the entry."""
+    cache = FeatureCache(tmp_path, progress=False, workers=0)
+    bb = toy_backbone()
+    first = cache(bb, data)
+    mirror = dataclasses.replace(data, name="parquet:/mirror/of/it")
+    again = FeatureCache(tmp_path, progress=False, workers=0)
+    assert torch.equal(again(bb, mirror), first)
+    assert again.stats.disk_hits == 1 and again.stats.built == 0
+    other = dataclasses.replace(data, name="x", fingerprint=data.fingerprint[::-1])
+    assert again.key(bb, other) != again.key(bb, mirror)  # other content: its own entry

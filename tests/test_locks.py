@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import torch
 
 from benchmark.features import FeatureCache
 from benchmark.locks import held, is_lock_file, lock_path, try_hold
@@ -89,12 +88,30 @@ def test_temp_of_another_machine_is_removed_only_when_old(tmp_path: Path) -> Non
     assert mine.exists() and fresh.exists()
 
 
-def test_feature_entry_written_meanwhile_is_kept(tmp_path: Path) -> None:
-    cache = FeatureCache(tmp_path / "features", progress=False)
-    backbone, data = ToyBackbone("toy_a", seed=0).build(), ToyDataset().load("train")
-    theirs = cache(backbone, data)  # as if another process built and wrote the entry first
-    key = cache.key(backbone, data)
-    cache._write(key, torch.zeros_like(theirs), backbone, data, None, backbone.preprocess)
-    fresh = FeatureCache(tmp_path / "features", progress=False)
-    assert torch.equal(fresh(backbone, data), theirs)
-    assert fresh.stats.disk_hits == 1 and fresh.stats.built == 0
+def _build_entry(root: str, out) -> None:
+    """One process asking the cache for a cold entry whose build is slow (1 s)."""
+    import benchmark.features as features
+
+    slow = features.embed_rows
+
+    def embed_slowly(*args, **kwargs):
+        time.sleep(1.0)
+        return slow(*args, **kwargs)
+
+    features.embed_rows = embed_slowly
+    cache = FeatureCache(Path(root), progress=False, workers=0)
+    got = cache(ToyBackbone("toy_a", seed=0).build(), ToyDataset().load("train"))
+    out.put((cache.stats.built, cache.stats.disk_hits, got.numpy().tobytes()))
+
+
+def test_two_processes_build_a_cold_feature_entry_once(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")  # fork after torch has run threads can hang the child
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_build_entry, args=(str(tmp_path / "features"), out)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+    assert sorted((built, hits) for built, hits, _ in results) == [(0, 1), (1, 0)]  # one built, one read it
+    assert results[0][2] == results[1][2]

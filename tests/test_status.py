@@ -86,5 +86,7 @@ def test_a_suite_file_run_shows_up_with_and_without_suite(tmp_path: Path, capsys
     assert by_file.startswith("suite offline_example: 4 cells: 1 done, 0 failed, 3 missing")
     assert main(["status", "--results", str(results)]) == 0
     assert capsys.readouterr().out.startswith("suite offline_example: 4 cells: 1 done, 0 failed, 3 missing")
+    assert main(["status", "--results", str(results), "--suite", "offline_example"]) == 0  # by its name
+    assert capsys.readouterr().out.startswith("suite offline_example: 4 cells: 1 done, 0 failed, 3 missing")
     assert main(["status", "--results", str(results), "--suite", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml" in capsys.readouterr().err

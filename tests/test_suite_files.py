@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,7 +99,8 @@ steps = 30
     assert set(rows["eval_weight_id"]) == {"file:vit_tiny.safetensors"}
     assert rows["top1"].between(0, 100).all()
     # the definition it ran is kept beside the results, and its rows are current in `report`
-    assert definition_path(results, "mine").read_bytes() == suite_file.read_bytes()
+    recorded = definition_path(results, "mine").read_bytes()
+    assert recorded.endswith(suite_file.read_bytes()) and recorded.startswith(b"# lgm-bench: run from ")
     assert split_stale(rows, current_definitions(results)).stale.empty
     # a changed setting makes them stale once the changed file is what was recorded
     definition_path(results, "mine").write_text(suite_file.read_text().replace("steps = 30", "steps = 31"))
@@ -117,3 +120,25 @@ def test_the_offline_example_runs(tmp_path: Path) -> None:
     assert sorted(set(rows["method"])) == ["centroids", "lgm", "random_real"]
     assert len(rows) == 6 and set(rows["status"]) == {"ok"}
     assert set(recorded_definitions(results)) == {"offline_example"}
+
+
+def test_a_recorded_suite_with_relative_paths_stays_current_from_another_directory(
+        tmp_path: Path, monkeypatch) -> None:
+    """`folder:images` is relative to where `run` ran; `report` from elsewhere must still read the record."""
+    work = tmp_path / "work"
+    write_image_folder(work / "images")
+    (work / "mine.toml").write_text('name = "rel"\ndatasets = ["folder:images"]\nmethods = ["centroids"]\n'
+                                    'backbones = ["tiny_vit"]\nseeds = 1\nprotocol = "fast"\n')
+    results = tmp_path / "results"
+    monkeypatch.chdir(work)
+    assert main(["run", "--suite", "mine.toml", "--results", str(results), "--no-progress"]) == 0
+    rows = read_results(results)
+    assert not rows.empty
+    # elsewhere, in a fresh process (this one has the reference resolved already): folder:images does not
+    # resolve from tmp_path, so the record must be read from where it ran
+    code = ("import os, sys; from benchmark.results import read_results; from benchmark.stale import "
+            "current_definitions, split_stale; r = sys.argv[1]; split = split_stale(read_results(r), "
+            "current_definitions(r)); print(len(split.current), len(split.stale), os.getcwd())")
+    out = subprocess.run([sys.executable, "-c", code, str(results)], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == [str(len(rows)), "0", str(tmp_path)]  # current, none stale, the directory left as it was

@@ -8,6 +8,7 @@ identity names the library, the architecture, the weights and the sha256 of the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,6 +29,8 @@ NORMALIZATIONS = ("imagenet", "native")
 # How real images are resized before the centre crop. "bilinear" is torchvision's Resize default, which
 # the official code uses for every backbone; "bicubic" was this project's earlier choice (timm's configs).
 INTERPOLATIONS = ("bilinear", "bicubic")
+# what ``build`` takes for every backbone (other options are fields of a spec, e.g. DINOv2's pos_embed)
+SHARED_BUILD_OPTIONS = frozenset({"input_size", "weights", "normalization", "interpolation"})
 
 def sha256_state_dict(state_dict: dict[str, Tensor]) -> str:
     """Deterministic hex sha256 of tensors: sorted names, dtype, shape and raw bytes of each.
@@ -194,6 +197,24 @@ class BackboneSpec(ABC):
         """Raise ValueError if the architecture cannot take ``input_size``."""
         if input_size < 1:
             raise ValueError(f"backbone {self.name!r}: input_size must be positive, not {input_size}")
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Raise ValueError for ``backbone_options`` that ``build`` would refuse, without building: a size
+        the architecture cannot take, an unknown normalisation or interpolation, or a spec field
+        (e.g. DINOv2's ``pos_embed``) with a value the spec refuses."""
+        if "input_size" in options:
+            self.check_input_size(int(options["input_size"]))
+        if options.get("normalization", NORMALIZATIONS[0]) not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {options['normalization']!r}")
+        if options.get("interpolation", INTERPOLATIONS[0]) not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {options['interpolation']!r}")
+        fields = {f.name for f in dataclasses.fields(self)}
+        spec_options = {k: v for k, v in options.items() if k in fields and k not in SHARED_BUILD_OPTIONS}
+        unknown = sorted(set(options) - fields - SHARED_BUILD_OPTIONS)
+        if unknown:
+            raise ValueError(f"backbone {self.name!r} has no option {unknown[0]!r}")
+        if spec_options:
+            dataclasses.replace(self, **spec_options)  # the spec's own checks (__post_init__)
 
     # -- shared ------------------------------------------------------------------------------------
     def build(self, *, input_size: int | None = None, weights: str | Path | None = None,

@@ -2,7 +2,8 @@
 
 A reference resolves to a ``DatasetSpec`` named by the reference itself, so it goes through the same
 loading, checks and messages as a registered entry, and its fingerprint is the same content
-fingerprint (``benchmark.data.fingerprint``): a ``parquet:`` mirror of a Hub split shares its caches.
+fingerprint (``benchmark.data.fingerprint``): a ``parquet:`` mirror of a Hub split shares its cached
+features (synthetic sets and cells are keyed by the name too).
 Local references are checked when resolved (the folder exists, has the ``train`` and ``test`` splits,
 no empty class folder, the same classes in both), so a bad one is a usage error before any work. The
 path is kept as typed (relative paths are relative to the current directory). See docs/references.md.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ class LaunchOptions:
     slurm_args: dict[str, str] = field(default_factory=dict)
     device: str = "auto"
     wait: bool = False  # slurm: wait for the jobs and summarise them (local always waits)
+    workers: int | None = None  # image decode workers per job (None: from the CPUs the job may use)
 
 
 @dataclass
@@ -119,6 +121,7 @@ class LocalLauncher(Launcher):
         import torch
 
         self.gpus = torch.cuda.device_count()
+        self.physical = physical_gpus(self.gpus)
         if options.partition or options.mem_gb or options.slurm_args:
             raise LaunchError("--partition, --mem and --slurm-arg are Slurm options; drop them with "
                               "--executor local, or use --executor slurm")
@@ -134,7 +137,7 @@ class LocalLauncher(Launcher):
         planned = []
         for k, cells in enumerate(shards(groups, n)):
             # job k sees its own GPUs (round robin when there are more jobs than GPUs)
-            visible = tuple((k * per_job + i) % self.gpus for i in range(per_job)) if per_job else ()
+            visible = tuple(self.physical[(k * per_job + i) % self.gpus] for i in range(per_job)) if per_job else ()
             parameters = {"gpus_per_node": per_job, "visible_gpus": visible}
             planned.append(PlannedJob(cells, parameters, alignment=k == 0, threads=self.options.cpus_per_job or 0))
         return planned
@@ -148,6 +151,20 @@ class LocalLauncher(Launcher):
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(**self.parameters())
         return executor
+
+
+def physical_gpus(count: int, visible: str | None = None) -> list[int]:
+    """The ids of this process's ``count`` GPUs as the whole machine numbers them: submitit's local
+    executor sets each job's ``CUDA_VISIBLE_DEVICES`` to the ids it is given, so a parent restricted to
+    ``CUDA_VISIBLE_DEVICES=4,5`` must hand its jobs 4 and 5, not 0 and 1."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if not count or visible is None or not visible.strip():
+        return list(range(count))
+    ids = [part.strip() for part in visible.split(",") if part.strip()]
+    if not all(part.isdigit() for part in ids):
+        raise LaunchError(f"CUDA_VISIBLE_DEVICES={visible} names GPUs by UUID; --executor local hands each job "
+                          "numeric GPU ids: set CUDA_VISIBLE_DEVICES to numbers (nvidia-smi -L lists them)")
+    return [int(part) for part in ids[:count]]
 
 
 class SlurmLauncher(Launcher):
@@ -259,7 +276,7 @@ def launch(suite: Suite, results: Path, options: LaunchOptions, dry_run: bool = 
 
     folder = logs_folder(results)
     calls = [CellsJob(suite, Path(results).resolve(), tuple(c.cell_id for c in j.cells), options.device,
-                      alignment=j.alignment, threads=j.threads) for j in jobs]
+                      alignment=j.alignment, threads=j.threads, workers=options.workers) for j in jobs]
     try:
         executor = launcher.executor(folder)
         submitted = launcher.submit(executor, jobs, calls)

@@ -27,6 +27,7 @@ class CellsJob(Checkpointable):
     device: str = "auto"
     alignment: bool = False  # measure the suite's backbone alignment (one job of a suite does)
     threads: int = 0  # torch intra-op threads; 0: torch's default
+    workers: int | None = None  # image decode workers; None: from the CPUs this job may use
 
     def __call__(self) -> dict[str, Any]:
         import torch
@@ -41,7 +42,8 @@ class CellsJob(Checkpointable):
         if lost:  # the suite's definition changed between submission and run: those ids are no cells now
             raise RuntimeError(f"{len(lost)} cells of this job are not cells of suite {self.suite.name!r} any "
                                f"more (its definition changed since submission); submit the suite again")
-        runner = Runner(self.suite, Path(self.results), device=resolve_device(self.device), progress=False)
+        runner = Runner(self.suite, Path(self.results), device=resolve_device(self.device), progress=False,
+                        workers=self.workers)
         summary = runner.run(cells, alignment=self.alignment)
         print(f"{summary.ran} cells run, {summary.skipped} skipped, {len(summary.failed)} failed; "
               f"{summary.made_sets} sets made, {summary.reused_sets} reused", flush=True)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ..augment import flip_random_resized_crop
+from ..embedding import source_dtype
 from ..registry import PROBES
 from ..types import Backbone, LabeledImages, PreparedProbe, ProbeProtocol, ProbeResult, RunContext, SyntheticSet
 from .common import (
@@ -199,6 +200,7 @@ class FastPrepared(PreparedProbe):
     train_views: int  # augmented views per set image (0: one centre view), as the rows record it
     x_test: Tensor
     selection: Selection
+    set_dtype: str = "float32"  # what the set and validation features were computed in (test: float32)
 
 
 @PROBES.register("fast")
@@ -226,7 +228,7 @@ class FastProbe(ProbeProtocol):
             "lr": sel.lr, "weight_decay": sel.weight_decay, "val_top1": sel.val_top1,
             "val_loss": sel.val_loss, "val_size": sel.val_size, "select_rows": sel.select_rows,
             "val_overlap": sel.val_overlap, "steps": o.steps, "n_train": len(prepared.y_set) // prepared.views,
-            "train_views": prepared.train_views,
+            "train_views": prepared.train_views, "feature_dtype": prepared.set_dtype,
         }
         if "worst_group_top1" in scores:
             extra["worst_group_top1"] = scores["worst_group_top1"]
@@ -281,7 +283,8 @@ class FastProbe(ProbeProtocol):
 
         selection = self.select(x_set, y_set, x_val, y_val, num_classes, synset, val_rows)
         return FastPrepared(test=test, num_classes=num_classes, x_set=x_set, y_set=y_set, views=views,
-                            train_views=self.augmented_views(synset), x_test=x_test, selection=selection)
+                            train_views=self.augmented_views(synset), x_test=x_test, selection=selection,
+                            set_dtype=source_dtype(ctx.features, backbone))
 
     def select(self, x_set: Tensor, y_set: Tensor, x_val: Tensor, y_val: Tensor, num_classes: int,
                synset: SyntheticSet | None = None, val_rows: Tensor | None = None) -> Selection:
