@@ -195,9 +195,18 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
                          seeds=args.seeds, protocol=args.protocol, distill_backbones=distill)
 
 
+def remove_killed_runs_temps(results: Path) -> None:
+    """Temp files that runs killed part-way left under the results and cache directories."""
+    from .paths import cache_root, remove_stale_temps
+
+    for root in (results, cache_root()):
+        removed = remove_stale_temps(root)
+        if removed:
+            logging.getLogger(__name__).info("removed %d stale temp files under %s", len(removed), root)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .checks import output_directory, parse_device, usable_device
-    from .paths import cache_root, remove_stale_temps
     from .runner import Runner, describe_plan
 
     if args.workers is not None and args.workers < 0:
@@ -221,10 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(describe_plan(suite, args.results, device))
         return 0
     record_suite_file(args, suite)
-    for root in (args.results, cache_root()):  # temp files of runs that were killed
-        removed = remove_stale_temps(root)
-        if removed:
-            logging.getLogger(__name__).info("removed %d stale temp files under %s", len(removed), root)
+    remove_killed_runs_temps(args.results)
     summary = Runner(suite, args.results, device=device, progress=not args.no_progress, workers=args.workers).run()
     print(f"{summary.ran} cells run, {summary.skipped} skipped (already done), {len(summary.failed)} failed; "
           f"{summary.made_sets} sets made, {summary.reused_sets} reused. Results: {args.results}")
@@ -239,7 +245,6 @@ JOB_FLAGS = ("jobs", "partition", "gpus_per_job", "cpus_per_job", "mem", "timeou
 def run_jobs(args: argparse.Namespace, suite: Suite) -> int:
     """``run --executor local|slurm``: the pending cells as submitit jobs (benchmark/launch)."""
     from .launch.executors import LaunchError, LaunchOptions, launch, parse_slurm_args
-    from .paths import cache_root, remove_stale_temps
 
     try:
         options = LaunchOptions(args.executor, jobs=args.jobs, partition=args.partition,
@@ -247,8 +252,7 @@ def run_jobs(args: argparse.Namespace, suite: Suite) -> int:
                                 timeout_min=args.timeout_min, slurm_args=parse_slurm_args(args.slurm_arg),
                                 device=args.device, wait=args.wait, workers=args.workers)
         if not args.dry_run:
-            for root in (args.results, cache_root()):  # temp files of runs that were killed
-                remove_stale_temps(root)
+            remove_killed_runs_temps(args.results)
         result = launch(suite, args.results, options, dry_run=args.dry_run)
     except LaunchError as err:
         raise UsageError(str(err)) from None

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .hashing import canonical_json
+from .hashing import sha256_file
 from .identity import backbone_identity, config_hash, dataset_identity, probe_identity
 from .suite_files import EVAL_SUITE
 from .suites import PROBE_SEED_BASE, Cell, Suite
@@ -70,12 +70,9 @@ class ExternalSet:
 # -- reading -----------------------------------------------------------------------------------------
 def sha256_of(path: Path) -> str:
     """sha256 of a file, or of a folder's files (relative names and bytes, in name order)."""
-    digest = hashlib.sha256()
     if path.is_file():
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return sha256_file(path)
+    digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(str(file.relative_to(path).as_posix()).encode() + b"\0")
         digest.update(hashlib.sha256(file.read_bytes()).digest())
@@ -285,8 +282,7 @@ def run_eval(plan: EvalPlan, images: Path, results: Path, device: torch.device, 
             continue
         rows = runner.run_cell(cell)
         for row in rows:
-            row["artifact"] = f"{found.path.resolve()} sha256:{found.sha256}"
-            row["method_config"] = canonical_json(found.config(plan.name))
+            row["artifact"] = f"{found.path.resolve()} sha256:{found.sha256}"  # method_config: made.config
         write_cell(cell_path(results, cell), rows)
         ran += 1
         if rows[0]["status"] != "ok":

@@ -22,6 +22,7 @@ size (256 for a 224 backbone), then augmented like synthetic images.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..augment import flip_random_resized_crop
-from ..embedding import backbone_device
+from ..embedding import backbone_device, decode_rows
 from ..images import random_crop, resize_short_side
 from ..registry import PROBES
 from ..types import (
@@ -139,8 +140,10 @@ class _Images:
         else:
             assert train is not None and rows is not None and preprocess is not None
             if random_crop:
-                if self._resized_bytes() <= preload_max_bytes:
-                    self.resized = [self._decode_resized(int(r)) for r in rows]
+                if self._resized_bytes() <= preload_max_bytes:  # decoded once, by the run's workers
+                    resize = functools.partial(resize_short_side, size=preprocess.resize,
+                                               interpolation=preprocess.interpolation)
+                    self.resized = decode_rows(train, rows, resize, workers=num_workers)
                 return
             nbytes = len(rows) * 3 * preprocess.crop ** 2  # decoded as uint8
             if nbytes <= preload_max_bytes:
