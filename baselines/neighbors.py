@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.embedding import embed_tensor
+from benchmark.neutral import neutral
 from benchmark.probe.common import center_view
 from benchmark.registry import METHODS
 from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
@@ -27,7 +28,7 @@ SOURCE = "lgm"
 
 @dataclass
 class NeighborsOptions:
-    batch_size: int = 64  # distilled images embedded per forward pass
+    batch_size: int = neutral(64, pinned=True)  # distilled images embedded per forward pass
     unique: bool = False  # False: argmax per distilled image (official); True: one-to-one greedy matching
 
 

@@ -35,6 +35,7 @@ from torch import Tensor
 from ..augment import flip_random_resized_crop
 from ..embedding import backbone_device, decode_rows
 from ..images import random_crop, resize_short_side
+from ..neutral import neutral
 from ..registry import PROBES
 from ..types import (
     Backbone,
@@ -90,11 +91,10 @@ class PaperOptions:
     # fixed centre crop, this project's earlier choice), "auto": random except where the official
     # loader centre-crops its train split (Spawrious)
     full_data_crop: str = "auto"
-    preload_max_bytes: int = 1 << 30  # real images are decoded once when they fit, else per batch
-    # decoding workers when real images are decoded per batch; None: the run's ``--workers``. It
-    # cannot change a result, so it is left out of the probe's config (and of every cell's identity)
-    num_workers: int | None = None
-    eval_batch_size: int = 8192
+    # How fast, never what: neutral fields (benchmark/neutral.py) that no cell id holds.
+    preload_max_bytes: int = neutral(1 << 30, pinned=True)  # real images decoded once when they fit
+    num_workers: int | None = neutral(None)  # decode workers; None: the run's ``--workers``
+    eval_batch_size: int = neutral(8192, pinned=True)  # test features scored per matrix product
 
     def __post_init__(self) -> None:
         if self.full_data_crop not in FULL_DATA_CROPS:
@@ -252,12 +252,6 @@ class PaperProbe(ProbeProtocol):
     name = "paper"
     description = "paper protocol: flip+RRC through the backbone, Adam lr=1e-3*min(100,N)/256, cosine, 1000 ep"
     Options = PaperOptions
-
-    def config(self) -> dict[str, Any]:
-        """The options without ``num_workers``, which cannot change a result."""
-        config = super().config()
-        config.pop("num_workers")
-        return config
 
     def schedule(self, n: int, full_data: bool = False) -> Schedule:
         """Epochs, batch size and peak learning rate for a set of ``n`` images."""
