@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("gpu_check"))
     args = parser.parse_args()
     device = torch.device(args.device)
-    micro = None if args.micro_batch == "none" else args.micro_batch if args.micro_batch == "auto" \
+    micro = "off" if args.micro_batch == "none" else args.micro_batch if args.micro_batch == "auto" \
         else int(args.micro_batch)
     backbone = build_backbone(args.arch, args.size, device)
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
