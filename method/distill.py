@@ -17,8 +17,9 @@ N copies is drawn once, as in the one-batch update, and applied chunk by chunk, 
 the one-batch update up to float summation order (tests: <= 1e-5 after 3 updates), for every objective.
 On CUDA ``micro_batch`` is ``"auto"`` unless set, and an update that runs out of memory is run again
 with half the chunk (its random draws replayed), which the metadata records.
-On CUDA the backbone runs under fp16 autocast with the manual x1024 loss scale (bf16 optional, no
-scale); on a CPU everything is fp32. An update whose scaled gradients are not finite is skipped (counted
+On CUDA the backbone runs under the objective's autocast (LGM: fp16 with the manual x1024 loss scale, as
+the official code; DM, KRR: bf16, no scale) unless ``precision`` says otherwise; on a CPU everything is
+fp32. An update whose scaled gradients are not finite is skipped (counted
 in the metadata): the official code has no such guard, but it never fires unless fp16 overflows.
 """
 
@@ -51,10 +52,14 @@ BANK_BATCH = 256
 ONE_PASS = None  # micro_batch: the whole update in one backbone pass
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def resolve_precision(precision: str, device: torch.device, cuda_auto: str = "fp16") -> torch.dtype:
+    """The autocast dtype; ``"auto"``: ``cuda_auto`` on CUDA (the objective's), fp32 on a CPU."""
     if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+        return DTYPES[cuda_auto] if device.type == "cuda" else torch.float32
+    return DTYPES[precision]
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -93,7 +98,8 @@ class Distiller:
         self.labels = torch.arange(self.num_classes).repeat_interleave(ipc).to(self.device)
         self.train_labels = train.labels
         self.class_rows = [torch.nonzero(self.train_labels == c).flatten() for c in range(self.num_classes)]
-        self.dtype = resolve_precision(cfg.precision, self.device)
+        self.objective: Objective = (objective or objective_for(cfg))(cfg, self)
+        self.dtype = resolve_precision(cfg.precision, self.device, self.objective.cuda_autocast)
         self.loss_scale = cfg.loss_scale if self.dtype == torch.float16 else 1.0
         self.progress = progress
         self.on_step = on_step
@@ -102,7 +108,6 @@ class Distiller:
                                 scale=cfg.crop_scale, ratio=cfg.crop_ratio, noise_p=cfg.noise_p,
                                 noise_sigma=cfg.noise_sigma, noise_mean=cfg.noise_mean,
                                 crop_fit=cfg.crop_fit)
-        self.objective: Objective = (objective or objective_for(cfg))(cfg, self)
         # all randomness of the run: small draws on the CPU, noise and heads on the device
         self.gen = torch.Generator().manual_seed(seed)
         self.dev_gen = torch.Generator(self.device).manual_seed((seed + DEVICE_SEED_OFFSET) % 2**63)

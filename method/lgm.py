@@ -37,6 +37,7 @@ class LGMObjective(Objective):
     name = "lgm"
     Config = LGMConfig
     real_block = None  # the official loader's batch, crops and augmentation drawn for the whole batch at once
+    cuda_autocast = "fp16"  # the official numerics: fp16 autocast, the loss scaled x1024
 
     def target(self, real: RealFeatures) -> HeadTarget:
         loop = self.loop

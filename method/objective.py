@@ -48,6 +48,10 @@ class Objective(ABC):
     Config: ClassVar[type[DistillConfig]]
     # Real images per embedding pass of an update's real batch; None: the whole batch at once.
     real_block: ClassVar[int | None] = REAL_BLOCK
+    # What ``precision="auto"`` means on CUDA: bf16 needs no loss scale and has fp32's range, which a loss
+    # that is not bounded (a sum of squared feature distances, a regression error) needs; LGM's bounded
+    # cosine runs under the official fp16 with a fixed x1024 scale.
+    cuda_autocast: ClassVar[str] = "bf16"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

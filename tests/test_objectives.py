@@ -53,6 +53,13 @@ def real_features(n: int, seed: int, classes: int) -> tuple[torch.Tensor, torch.
     return torch.randn(n, 16, generator=gen) + 3.0, torch.arange(n) % classes
 
 
+def toy_problem(seed: int, classes: int = 3):
+    """12 synthetic pixels (a leaf), their features and labels, and 30 real features with labels."""
+    x, z, _ = pixels_and_features(12, seed=seed)
+    zr, yr = real_features(30, seed=seed + 1, classes=classes)
+    return x, z, torch.arange(12) % classes, zr, yr
+
+
 # -- DM ---------------------------------------------------------------------------------------------
 
 def plain_dm_loss(z_real, y_real, z_syn, y_syn, classes):
@@ -66,9 +73,7 @@ def plain_dm_loss(z_real, y_real, z_syn, y_syn, classes):
 
 def test_dm_loss_and_pixel_gradient_equal_the_plain_per_class_loop():
     classes = 3
-    x, z, _ = pixels_and_features(12, seed=1)
-    y = torch.arange(12) % classes
-    zr, yr = real_features(30, seed=2, classes=classes)
+    x, z, y, zr, yr = toy_problem(seed=1, classes=classes)
     dm = objective("dm", classes)
     ours = dm.loss(z, y, dm.target(lambda: (zr, yr)))
     (g_ours,) = torch.autograd.grad(ours, x, retain_graph=True)
@@ -144,9 +149,7 @@ def test_ridge_head_is_the_least_squares_and_sklearn_solution(rows, ridge):
 @pytest.mark.parametrize("centre", [False, True])
 def test_krr_loss_and_pixel_gradient_equal_a_plain_lstsq_implementation(targets, centre):
     classes = 3
-    x, z, _ = pixels_and_features(12, seed=5)
-    y = torch.arange(12) % classes
-    zr, yr = real_features(30, seed=6, classes=classes)
+    x, z, y, zr, yr = toy_problem(seed=5, classes=classes)
     krr = objective("krr", classes, ridge=1e-3, targets=targets, center_features=centre)
     ours = krr.loss(z, y, krr.target(lambda: (zr, yr)))
     (g_ours,) = torch.autograd.grad(ours, x, retain_graph=True)
@@ -188,9 +191,7 @@ def test_krr_config_checks_its_options():
 
 def test_lgm_objective_draws_its_head_first_then_matches_gradients():
     classes = 3
-    x, z, _ = pixels_and_features(12, seed=8)
-    y = torch.arange(12) % classes
-    zr, yr = real_features(30, seed=9, classes=classes)
+    x, z, y, zr, yr = toy_problem(seed=8, classes=classes)
     lgm = objective("lgm", classes)
     order = []
     target = lgm.target(lambda: order.append("real") or (zr, yr))
@@ -396,3 +397,13 @@ def test_registered_methods_record_their_preset_and_run_the_smoke_preset(name, t
         cls(preset="huge")
     with pytest.raises(ValueError, match="known options"):
         cls(head_std=0.1)  # LGM's option, not theirs
+
+
+def test_auto_precision_on_cuda_is_each_objectives_and_fp32_on_a_cpu():
+    from method.distill import resolve_precision
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    auto = {name: resolve_precision("auto", cuda, cls.cuda_autocast) for name, cls in OBJECTIVES.items()}
+    assert auto == {"lgm": torch.float16, "dm": torch.bfloat16, "krr": torch.bfloat16}
+    assert all(resolve_precision("auto", cpu, cls.cuda_autocast) == torch.float32 for cls in OBJECTIVES.values())
+    assert resolve_precision("fp16", cuda, "bf16") == torch.float16  # an explicit precision wins
