@@ -28,7 +28,7 @@ SOURCE = "lgm"
 
 @dataclass
 class NeighborsOptions:
-    batch_size: int = neutral(64, pinned=True)  # distilled images embedded per forward pass
+    batch_size: int = neutral(64, key=64)  # distilled images embedded per forward pass
     unique: bool = False  # False: argmax per distilled image (official); True: one-to-one greedy matching
 
 

@@ -92,9 +92,9 @@ class PaperOptions:
     # loader centre-crops its train split (Spawrious)
     full_data_crop: str = "auto"
     # How fast, never what: neutral fields (benchmark/neutral.py) that no cell id holds.
-    preload_max_bytes: int = neutral(1 << 30, pinned=True)  # real images decoded once when they fit
+    preload_max_bytes: int = neutral(1 << 30, key=1 << 30)  # real images decoded once when they fit
     num_workers: int | None = neutral(None)  # decode workers; None: the run's ``--workers``
-    eval_batch_size: int = neutral(8192, pinned=True)  # test features scored per matrix product
+    eval_batch_size: int = neutral(8192, key=8192)  # test features scored per matrix product
 
     def __post_init__(self) -> None:
         if self.full_data_crop not in FULL_DATA_CROPS:
