@@ -22,8 +22,8 @@ size (256 for a 224 backbone), then augmented like synthetic images.
 
 from __future__ import annotations
 
-import functools
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +33,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..augment import flip_random_resized_crop
-from ..embedding import backbone_device, decode_rows
-from ..images import random_crop, resize_short_side
+from ..budgets import preload_budget_bytes
+from ..embedding import backbone_device
+from ..images import random_crop
 from ..neutral import neutral
 from ..registry import PROBES
+from ..stream import Decode, ImageStream, Packed, Prefetcher, decode_rows, requests, to_float
 from ..types import (
     Backbone,
     LabeledImages,
@@ -92,7 +94,8 @@ class PaperOptions:
     # loader centre-crops its train split (Spawrious)
     full_data_crop: str = "auto"
     # How fast, never what: neutral fields (benchmark/neutral.py) that no cell id holds.
-    preload_max_bytes: int = neutral(1 << 30, key=1 << 30)  # real images decoded once when they fit
+    # real rows decoded once when their pixels fit (None: the machine's preload budget, benchmark.budgets)
+    preload_max_bytes: int | None = neutral(None, key=1 << 30)
     num_workers: int | None = neutral(None)  # decode workers; None: the run's ``--workers``
     eval_batch_size: int = neutral(8192, key=8192)  # test features scored per matrix product
 
@@ -118,55 +121,41 @@ class Schedule:
 
 
 class _Images:
-    """Where training batches come from: an in-memory tensor or real images decoded per batch.
+    """Where training batches come from: in-memory images, or real rows through the image stream.
 
-    Real rows are decoded as ``preprocess`` says (short side ``resize``, centre crop ``crop``), or, with
-    ``random_crop``, only resized (short side ``resize``) and cropped to ``crop`` at the offsets the
-    caller draws for each batch (:meth:`batches`' ``crops``).
+    Real rows are decoded as ``preprocess`` says (short side ``resize``, crop ``crop``): at the centre,
+    or, with ``random_crop``, at the offsets the caller draws for each epoch (:meth:`batches`'
+    ``crops``). Rows whose uint8 pixels fit ``budget`` bytes are decoded once (centre crops, stacked, on
+    the device; random-crop sources resized but uncropped, in host memory, cut per batch); larger sets
+    are decoded per epoch by one :class:`~benchmark.stream.ImageStream` kept for every epoch, the
+    workers cropping at the drawn offsets, batches assembled and copied to the device ahead.
     """
 
     def __init__(self, images: Tensor | None = None, train: LabeledImages | None = None,
                  rows: Tensor | None = None, preprocess: Preprocess | None = None, num_workers: int = 0,
-                 device: torch.device | None = None, preload_max_bytes: int = 1 << 30,
-                 random_crop: bool = False) -> None:
+                 device: torch.device | None = None, budget: int = 1 << 30, random_crop: bool = False) -> None:
         self.device = device or torch.device("cpu")
-        self.train, self.rows, self.preprocess, self.num_workers = train, rows, preprocess, num_workers
-        self.random_crop = random_crop
-        self.tensor: Tensor | None = None
-        self.resized: list[Tensor] | None = None  # random_crop: decoded once, uncropped (uint8, CPU)
+        self.rows, self.random_crop = rows, random_crop
+        self.side = preprocess.crop if preprocess is not None else 0
+        self.tensor: Tensor | None = None  # in memory (on the device when it fits)
+        self.resized: Tensor | Packed | None = None  # random_crop, preloaded: each row resized, uncropped
+        self.stream: ImageStream | None = None  # decoded per epoch
+        self.wait_seconds = 0.0  # how long the probe waited for decoded batches
         if images is not None:
             nbytes = images.numel() * images.element_size()
-            self.tensor = images.to(self.device) if nbytes <= preload_max_bytes else images
+            self.tensor = images.to(self.device) if nbytes <= budget else images
+            return
+        assert train is not None and rows is not None and preprocess is not None
+        decode = Decode.of(preprocess)
+        if random_crop and _resized_bytes(train, rows, preprocess.resize) <= budget:
+            whole = Decode(preprocess.resize, None, preprocess.interpolation)
+            self.resized = decode_rows(train, rows, whole, workers=num_workers)
+        elif not random_crop and len(rows) * decode.item_bytes() <= budget:
+            started = time.perf_counter()
+            self.tensor = decode_rows(train, rows, decode, workers=num_workers).to(self.device)
+            self.wait_seconds += time.perf_counter() - started
         else:
-            assert train is not None and rows is not None and preprocess is not None
-            if random_crop:
-                if self._resized_bytes() <= preload_max_bytes:  # decoded once, by the run's workers
-                    resize = functools.partial(resize_short_side, size=preprocess.resize,
-                                               interpolation=preprocess.interpolation)
-                    self.resized = decode_rows(train, rows, resize, workers=num_workers)
-                return
-            nbytes = len(rows) * 3 * preprocess.crop ** 2  # decoded as uint8
-            if nbytes <= preload_max_bytes:
-                self.tensor = self._decode(rows).to(self.device)
-
-    def _decode(self, rows: Tensor) -> Tensor:
-        assert self.train is not None and self.preprocess is not None
-        return (self.train.load(rows, self.preprocess) * 255).round_().to(torch.uint8)
-
-    def _decode_resized(self, row: int) -> Tensor:
-        """One row, short side resized to ``preprocess.resize``, not cropped: 3 x H x W uint8."""
-        assert self.train is not None and self.preprocess is not None
-        image = self.train.dataset[int(row)][self.train.image_column]
-        return resize_short_side(image, self.preprocess.resize, self.preprocess.interpolation)
-
-    def _resized_bytes(self) -> int:
-        """uint8 bytes of every row resized, assuming the first row's aspect ratio for all."""
-        assert self.train is not None and self.rows is not None and self.preprocess is not None
-        if len(self.rows) == 0:
-            return 0
-        w, h = self.train.dataset[int(self.rows[0])][self.train.image_column].size
-        side = self.preprocess.resize
-        return len(self.rows) * 3 * side * round(side * max(w, h) / max(min(w, h), 1))
+            self.stream = ImageStream(train, decode, num_workers)
 
     def batches(self, order: Tensor, batch_size: int,
                 crops: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
@@ -176,59 +165,38 @@ class _Images:
         ``random_crop`` source; other sources ignore it."""
         chunks = list(order.split(batch_size))
         if self.random_crop:
-            assert crops is not None and self.preprocess is not None
-            side = self.preprocess.crop
-            if self.resized is not None:
-                for pos in chunks:
-                    yield self._cropped([self.resized[int(p)] for p in pos], pos, crops, side), pos
-                return
-            from torch.utils.data import DataLoader
-
-            loader = DataLoader(_ResizedRowDataset(self), batch_sampler=[c.tolist() for c in chunks],
-                                num_workers=self.num_workers, collate_fn=list)
-            for pos, images in zip(chunks, loader, strict=True):
-                yield self._cropped(images, pos, crops, side), pos
+            assert crops is not None
+        if self.resized is not None:
+            assert crops is not None
+            for pos in chunks:
+                cut = torch.stack([random_crop(self.resized[int(p)], self.side, crops[int(p)]) for p in pos])
+                yield to_float(cut, self.device), pos
             return
         if self.tensor is not None:
             for pos in chunks:
-                yield self._as_float(self.tensor[pos.to(self.tensor.device)]), pos
+                yield to_float(self.tensor[pos.to(self.tensor.device)], self.device), pos
             return
-        if self.rows is not None and self.train is not None:
-            from torch.utils.data import DataLoader
+        assert self.stream is not None and self.rows is not None
+        rows = self.rows
+        asked = (requests(rows[pos].tolist(), crops[pos] if self.random_crop else None) for pos in chunks)
+        with Prefetcher(self.stream, asked, device=self.device, depth=2) as ahead:
+            try:
+                for pos, x in zip(chunks, ahead, strict=True):
+                    yield to_float(x, self.device), pos
+            finally:
+                self.wait_seconds += ahead.wait_seconds
 
-            loader = DataLoader(_RowDataset(self), batch_sampler=[c.tolist() for c in chunks],
-                                num_workers=self.num_workers, collate_fn=torch.stack)
-            for pos, x in zip(chunks, loader, strict=True):
-                yield self._as_float(x), pos
-            return
-        raise AssertionError("unreachable")
-
-    def _cropped(self, images: list[Tensor], pos: Tensor, crops: Tensor, side: int) -> Tensor:
-        return self._as_float(torch.stack([random_crop(im, side, crops[int(p)])
-                                           for im, p in zip(images, pos, strict=True)]))
-
-    def _as_float(self, x: Tensor) -> Tensor:
-        x = x.to(self.device, non_blocking=True)
-        return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
 
 
-class _RowDataset(torch.utils.data.Dataset):
-    def __init__(self, images: _Images) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        assert self.images.rows is not None
-        return len(self.images.rows)
-
-    def __getitem__(self, pos: int) -> Tensor:
-        assert self.images.rows is not None
-        return self.images._decode(self.images.rows[pos:pos + 1])[0]
-
-
-class _ResizedRowDataset(_RowDataset):
-    def __getitem__(self, pos: int) -> Tensor:
-        assert self.images.rows is not None
-        return self.images._decode_resized(int(self.images.rows[pos]))
+def _resized_bytes(train: LabeledImages, rows: Tensor, side: int) -> int:
+    """uint8 bytes of every row resized to short side ``side``, assuming the first row's aspect ratio."""
+    if len(rows) == 0:
+        return 0
+    w, h = train.dataset[int(rows[0])][train.image_column].size
+    return len(rows) * 3 * side * round(side * max(w, h) / max(min(w, h), 1))
 
 
 @dataclass
@@ -310,14 +278,14 @@ class PaperProbe(ProbeProtocol):
     def _images(self, synset: SyntheticSet, train: LabeledImages, backbone: Backbone,
                 device: torch.device, random_crop: bool = False, workers: int = 0) -> _Images:
         o: PaperOptions = self.options
+        budget = preload_budget_bytes() if o.preload_max_bytes is None else int(o.preload_max_bytes)
         if synset.images is not None:
-            return _Images(images=synset.images.detach(), device=device, preload_max_bytes=o.preload_max_bytes)
+            return _Images(images=synset.images.detach(), device=device, budget=budget)
         preprocess = set_image_preprocess(backbone)
         assert synset.indices is not None
         return _Images(train=train, rows=torch.as_tensor(synset.indices).long(), preprocess=preprocess,
                        num_workers=workers if o.num_workers is None else o.num_workers, device=device,
-                       preload_max_bytes=o.preload_max_bytes,
-                       random_crop=random_crop)
+                       budget=budget, random_crop=random_crop)
 
     def train_head(self, images: _Images, labels: Tensor, num_classes: int, backbone: Backbone,
                    schedule: Schedule, seed: int, device: torch.device,
