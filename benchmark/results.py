@@ -51,6 +51,13 @@ SCHEMA = pa.schema([
     ("probe_fit_seconds", pa.float64()),  # wall time of this seed's fit (head training and scoring)
     ("probe_wall_seconds", pa.float64()),  # wall time of the cell's whole probe: prepare and every fit
     ("device", pa.string()),
+    # the machine, and whether the GPU waited on decoding (docs/first-gpu-day.md)
+    ("gpu_name", pa.string()),  # "" on a CPU
+    ("cuda_version", pa.string()),  # the CUDA torch was built with; "" on a CPU
+    ("driver_version", pa.string()),  # the NVIDIA driver (nvidia-smi); "" on a CPU or when unknown
+    ("decode_workers", pa.int64()),  # image decode worker processes of the run
+    ("distill_data_wait_seconds", pa.float64()),  # seconds making the set waited for real images; NaN: none
+    ("probe_data_wait_seconds", pa.float64()),  # seconds the probe waited for decoded images; NaN: none
     ("status", pa.string()),  # "ok" | "error"
     ("error", pa.string()),
     # provenance
@@ -142,7 +149,9 @@ def _type_name(t: pa.DataType) -> str:
 # Columns added after the first release: files written before them are still read (the columns come
 # back empty); such cells are stale by their config hash or, for the probe timing columns, still current.
 LATER_COLUMNS = ("distill_backbone_identity", "eval_backbone_identity", "dataset_revision", "test_realigned_from",
-                 "probe_prepare_seconds", "probe_fit_seconds", "probe_wall_seconds")
+                 "probe_prepare_seconds", "probe_fit_seconds", "probe_wall_seconds",
+                 "gpu_name", "cuda_version", "driver_version", "decode_workers", "distill_data_wait_seconds",
+                 "probe_data_wait_seconds")
 
 
 def _check_schema(schema: pa.Schema) -> None:

@@ -220,6 +220,7 @@ class Runner:
                      "eval_peak_mem_bytes": max(prep.peak_mem_bytes, fit.peak_mem_bytes),
                      "probe_prepare_seconds": prep.seconds, "probe_fit_seconds": fit.seconds,
                      "probe_wall_seconds": wall.seconds,
+                     "probe_data_wait_seconds": getattr(prepared, "data_wait_seconds", float("nan")),
                      "status": "ok", "error": "", "finished_at": finished}
                     for seed, result, fit, finished in fits]
         except Exception as err:  # one broken cell must not stop the grid; its row says why
@@ -235,7 +236,8 @@ class Runner:
             "suite": cell.suite, "dataset": cell.dataset, "method": cell.method,
             "distill_backbone": cell.distill_backbone, "eval_backbone": cell.eval_backbone, "ipc": cell.ipc,
             "method_seed": cell.method_seed, "protocol": cell.protocol, "top1": nan, "top5": nan,
-            "worst_group_top1": nan, "device": str(self.device), "cell_id": cell.cell_id,
+            "worst_group_top1": nan, "device": str(self.device), **provenance.device_info(self.device.type, self.device.index),
+            "decode_workers": self.workers, "cell_id": cell.cell_id,
             "config_hash": cell.config_hash,
             "git_sha": provenance.git_sha(), "versions": provenance.versions(), "started_at": started,
         }
@@ -248,6 +250,7 @@ class Runner:
             "distill_seconds": made.cost.get("seconds", float("nan")),
             "distill_gpu_seconds": made.cost.get("gpu_seconds", float("nan")),
             "distill_peak_mem_bytes": made.cost.get("peak_mem_bytes", 0),
+            "distill_data_wait_seconds": made.synset.metadata.get("real_wait_seconds", float("nan")),
             "method_config": canonical_json(made.config), "probe_config": canonical_json(probe_config),
             "artifact": str(made.directory),
             "distill_weight_id": distill.weight_id if distill else "",

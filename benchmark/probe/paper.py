@@ -212,6 +212,11 @@ class PaperPrepared(PreparedProbe):
     train_crop: str | None  # "random", "center", or None for in-memory images
     progress: bool
 
+    @property
+    def data_wait_seconds(self) -> float:
+        """Seconds the training loop (and the set's one-time decode) waited for decoded images."""
+        return self.images.wait_seconds
+
 
 @PROBES.register("paper")
 class PaperProbe(ProbeProtocol):
