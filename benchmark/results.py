@@ -199,10 +199,9 @@ def _first_sentence(err: Exception) -> str:
     return text.split(". ")[0].rstrip(".")
 
 
-def check_cell_file(path: Path) -> pd.DataFrame:
-    """The rows of the cell file ``path``, after checking its schema (names and exact types) and that
-    every row is the cell (``cell_id``, ``suite``) the path names. Raises :class:`InvalidCellFile`."""
-    path = Path(path)
+def read_rows(path: Path) -> pd.DataFrame:
+    """The rows of a file written by :func:`write_cell`, with every :data:`SCHEMA` column, after
+    checking its schema (names and exact types). Raises :class:`InvalidCellFile`."""
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as err:
@@ -212,7 +211,14 @@ def check_cell_file(path: Path) -> pd.DataFrame:
     for column in LATER_COLUMNS:
         if column not in frame:
             frame[column] = None
-    frame = frame[COLUMNS]
+    return frame[COLUMNS]
+
+
+def check_cell_file(path: Path) -> pd.DataFrame:
+    """The rows of the cell file ``path``, after checking its schema (names and exact types) and that
+    every row is the cell (``cell_id``, ``suite``) the path names. Raises :class:`InvalidCellFile`."""
+    path = Path(path)
+    frame = read_rows(path)
     _check_rows(frame, path)
     return frame
 
