@@ -24,7 +24,9 @@ from torch import Tensor
 from .types import Backbone, LabeledImages, Preprocess
 
 DEFAULT_BATCH_SIZE = 128
-MAX_DEFAULT_WORKERS = 8  # decode workers beyond this rarely pay for their memory (each holds a process)
+# decode workers beyond this rarely pay for their memory (each holds a process); a 16-core GPU node needs
+# about 15 to keep a ViT-B fed at ImageNet scale (README, "What a suite costs")
+MAX_DEFAULT_WORKERS = 32
 
 
 def backbone_device(module: torch.nn.Module) -> torch.device:
@@ -38,7 +40,7 @@ def backbone_device(module: torch.nn.Module) -> torch.device:
 
 def default_workers() -> int:
     """Decode workers from the CPUs this process may use: one fewer than them (the main process runs
-    the backbone), at most 8 (:data:`MAX_DEFAULT_WORKERS`); 0 (decode in process) on one CPU."""
+    the backbone), at most :data:`MAX_DEFAULT_WORKERS`; 0 (decode in process) on one CPU."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(MAX_DEFAULT_WORKERS, max(0, cpus - 1))
 

@@ -47,7 +47,7 @@ def test_backbone_device_is_where_the_weights_are(backbone):
         backbone.to("cpu")
 
 
-@pytest.mark.parametrize(("cpus", "workers"), [(1, 0), (2, 1), (4, 3), (9, 8), (64, 8)])
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 0), (2, 1), (4, 3), (16, 15), (64, 32)])
 def test_default_workers_from_the_cpus_this_process_may_use(monkeypatch, cpus, workers):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     assert default_workers() == workers
