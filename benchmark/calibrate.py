@@ -225,14 +225,14 @@ def measure_decode(data: LabeledImages, need: DecodeNeed, plan: DecodePlan,
     with _one_thread():
         for row in warm:
             transform(data.dataset[row][column])
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for row in timed:
             image = data.dataset[row][column]
             sizes.append(image.size)
             transform(image)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     size = (statistics.median_low(w for w, _ in sizes), statistics.median_low(h for _, h in sizes))
-    return DecodeRate(len(timed) / max(elapsed, 1e-9), size, len(timed))
+    return DecodeRate(len(timed) / max(elapsed, 1e-9), size, len(timed), len(timed) / max(cpu, 1e-9))
 
 
 def dataset_decode_rates(dataset: str, needs: Sequence[DecodeNeed], plan: DecodePlan
@@ -248,6 +248,7 @@ def dataset_decode_rates(dataset: str, needs: Sequence[DecodeNeed], plan: Decode
 
 
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+BUSY_SHARE = 0.7  # a wall rate under this share of the CPU-time rate: the timing was disturbed
 
 
 def _is_local(dataset: str) -> bool:
@@ -303,4 +304,8 @@ def calibrate_decode(calibration: Calibration, needs: Sequence[DecodeNeed], plan
             rate = rates[need.key]
             calibration.decode[need.key] = rate
             say(f"decode {dataset} {need.op} @ {need.side} px: {rate.describe()} ({rate.rows} rows, one process)")
+            if rate.cpu_images_per_s and rate.images_per_s < BUSY_SHARE * rate.cpu_images_per_s:
+                say(f"  note: {rate.cpu_images_per_s:,.0f} img/s per second of CPU time: the machine was busy or "
+                    "the rows slow to read while this was timed; the estimate uses the wall rate (calibrate again "
+                    "on an idle machine to compare)")
     return skipped
