@@ -14,9 +14,9 @@ ImageNet samples, Hub-layout parquet: ``benchmarks/scale_world.py``; needs the `
 it through the project's dataset path. Each case runs twice through ``method.distill.Distiller``: with
 the split preloaded (decoded once: the step's compute) and with every step decoding its real batch from
 JPEG as a run on ImageNet-size data does (preload budget 0, ``--workers`` decode workers). The GPU-idle
-share is 1 - preloaded / decoding step time; the data wait is the time a step spends inside
-``RealImages.batch``. One paper-probe epoch (full data, ``benchmark.probe.paper.PaperProbe``) over the
-``--probe-world`` world is timed the same two ways.
+share is 1 - preloaded / decoding step time; the data wait is ``RealImages.wait_seconds`` where it
+keeps that timer, else the time a step spends inside ``RealImages.batch``. One paper-probe epoch (full
+data, ``benchmark.probe.paper.PaperProbe``) over the ``--probe-world`` world is timed the same two ways.
 """
 
 from __future__ import annotations
@@ -133,21 +133,35 @@ def timed_steps(step: Callable[[], object], steps: int, device: torch.device) ->
 
 
 class DataWait:
-    """Seconds spent inside a ``RealImages.batch`` (the step waiting for its real batch)."""
+    """Seconds a step waits for its real batch: ``RealImages.wait_seconds`` where it keeps that timer,
+    else the time spent inside ``RealImages.batch`` (decoding and cropping)."""
 
     def __init__(self, real: object) -> None:
-        self.seconds = 0.0
-        inner = getattr(real, "batch", None)
-        self.active = inner is not None
-        if inner is not None:
+        self.real = real
+        self._inside = 0.0
+        self.source = "wait_seconds" if hasattr(real, "wait_seconds") else "batch" if hasattr(real, "batch") else None
+        if self.source == "batch":
+            inner = real.batch
+
             def batch(*args, **kwargs):
                 t0 = time.perf_counter()
                 try:
                     return inner(*args, **kwargs)
                 finally:
-                    self.seconds += time.perf_counter() - t0
+                    self._inside += time.perf_counter() - t0
 
             real.batch = batch  # this instance only
+        self._start = 0.0
+
+    def _total(self) -> float:
+        return float(self.real.wait_seconds) if self.source == "wait_seconds" else self._inside
+
+    def start(self) -> None:
+        self._start = self._total()
+
+    def seconds(self) -> float | None:
+        """Waited since :meth:`start` (None when there is nothing to time)."""
+        return None if self.source is None else self._total() - self._start
 
 
 def lgm_case(backbone, train, classes: int, k: int, precision: str, micro_batch, size: int, steps: int,
@@ -168,13 +182,14 @@ def lgm_case(backbone, train, classes: int, k: int, precision: str, micro_batch,
     wait = DataWait(getattr(d, "real", None))
     d.step()  # warm-up (and the pyramid's first growth)
     reset_peak(device)
-    wait.seconds = 0.0
+    wait.start()
     walls, events = timed_steps(d.step, steps, device)
+    waited = wait.seconds()
     return {"classes": classes, "K": k, "precision": precision, "micro_batch": d.micro_batch,
             "synthetic_images": classes * k, "real_images": classes * k, "workers": workers,
             "real_preloaded": preloaded if preloaded is not None else preload, "s_per_step": median(walls),
             "cuda_event_s_per_step": median(events),
-            "data_wait_s_per_step": wait.seconds / steps if wait.active else None,
+            "data_wait_s_per_step": None if waited is None else waited / steps, "data_wait_timer": wait.source,
             "peak_mem_gib": peak_gib(device), "skipped_steps": d.skipped_steps, "loss": d.loss_curve[-1]}
 
 

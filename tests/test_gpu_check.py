@@ -40,6 +40,7 @@ def test_jpeg_mode_runs_on_the_cpu_and_writes_its_files(tmp_path, capsys) -> Non
     assert row["s_per_step_preloaded"] == pre["s_per_step"] > 0 and row["s_per_step_decoding"] == dec["s_per_step"] > 0
     assert row["gpu_idle_share"] == pytest.approx(max(0.0, 1 - pre["s_per_step"] / dec["s_per_step"]))
     assert 0 <= dec["data_wait_s_per_step"] <= dec["s_per_step"]
+    assert dec["data_wait_timer"] in ("wait_seconds", "batch")  # RealImages' own timer where it has one
     assert row["peak_mem_gib_decoding"] is None and row["cuda_event_s_per_step_decoding"] is None  # no CUDA here
     probe = report["jpeg"]["probe"]
     assert (probe["classes"], probe["per_class"], probe["images"]) == (4, 2, 8)
