@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .budgets import preload_budget_bytes
 from .cost import describe_estimate, estimate_suite, rates_for
 from .registry import BACKBONES, DATASETS
 from .suites import Suite
@@ -81,5 +82,10 @@ def describe_plan(suite: Suite, results: Path, is_done: Any, device: torch.devic
     lines += [f"  {dataset_need(d)}" for d in suite.datasets] + [f"  {backbone_need(b)}" for b in backbones]
     rates, warnings = rates_for(device or torch.device("cpu"), calibration)
     lines += warnings
-    lines += describe_estimate(estimate_suite(suite, KNOWN_SIZES, rates, workers=workers))
+    try:
+        budget = preload_budget_bytes()
+    except ValueError as err:  # the run itself stops on it; a dry run says so and goes on
+        lines.append(f"warning: {err}; the estimate preloads nothing")
+        budget = 0
+    lines += describe_estimate(estimate_suite(suite, KNOWN_SIZES, rates, workers=workers, preload_bytes=budget))
     return "\n".join(lines)

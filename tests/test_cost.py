@@ -303,3 +303,13 @@ def test_decode_rates_round_trip_and_a_bad_entry_is_refused(tmp_path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(CalibrationError, match="decode throughput must be a positive number"):
         load_calibration(path)
+
+
+def test_dry_run_with_a_bad_preload_budget_warns_and_preloads_nothing(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("LGM_BENCH_PRELOAD_GB", "lots")
+    assert main(["run", "--suite", "smoke", "--dry-run", "--device", "cpu", "--workers", "1",
+                 "--results", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: LGM_BENCH_PRELOAD_GB='lots' is not a number; set it to a size, e.g. LGM_BENCH_PRELOAD_GB=8; " \
+           "the estimate preloads nothing" in out
+    assert ", 1 decode worker, preload budget 0.0 GiB:" in out
