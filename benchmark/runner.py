@@ -404,9 +404,10 @@ class Runner:
                 tqdm.write(f"alignment on {dataset} failed: {type(err).__name__}: {err}")
 
 
-def describe_plan(suite: Suite, results: Path, device: torch.device | None = None) -> str:
+def describe_plan(suite: Suite, results: Path, device: torch.device | None = None,
+                  workers: int | None = None) -> str:
     """The dry-run text: every cell and whether it is done, what it needs, and an estimate of the work
-    (from ``device``'s calibration when there is one)."""
+    (from ``device``'s calibration when there is one, with ``workers`` decode workers)."""
     from .plan import describe_plan as plan
 
-    return plan(suite, Path(results), is_done, device)
+    return plan(suite, Path(results), is_done, device, workers=workers)
