@@ -13,17 +13,17 @@ pictures resized like any training image and decoded once (held in memory): the 
 ImageNet samples, Hub-layout parquet: ``benchmarks/scale_world.py``; needs the ``test`` extra) and reads
 it through the project's dataset path. Each case runs twice through ``method.distill.Distiller``: with
 the split preloaded (decoded once: the step's compute) and with every step decoding its real batch from
-JPEG as a run on ImageNet-size data does (preload budget 0, ``--workers`` decode workers). The GPU-idle
-share is 1 - preloaded / decoding step time; the data wait is ``RealImages.wait_seconds`` where it
-keeps that timer, else the time a step spends inside ``RealImages.batch``. One paper-probe epoch (full
-data, ``benchmark.probe.paper.PaperProbe``) over the ``--probe-world`` world is timed the same two ways.
+JPEG as a run on ImageNet-size data does (preload budget 0, ``--workers`` decode workers, the rows of
+step t+1 decoded while step t computes, as ``Distiller.run`` plans them). The GPU-idle share is
+1 - preloaded / decoding step time; the data wait is the time the steps waited for real images
+(``RealImages.wait_seconds``). One paper-probe epoch (full data, ``benchmark.probe.paper.PaperProbe``)
+over the ``--probe-world`` world is timed the same two ways, with its data wait.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import resource
@@ -68,15 +68,9 @@ def jpeg_world(root: Path, classes: int, per_class: int):
 
 @contextlib.contextmanager
 def preload_budget(nbytes: int) -> Iterator[None]:
-    """Every preload decision made inside sees ``nbytes``: ``LGM_BENCH_PRELOAD_GB`` (benchmark.budgets),
-    and ``method.real.PRELOAD_MAX_BYTES`` where the code still has that constant."""
-    import method.real
-
+    """Every preload decision made inside sees ``nbytes`` (``LGM_BENCH_PRELOAD_GB``, benchmark.budgets)."""
     env = os.environ.get(PRELOAD_ENV)
-    constant = getattr(method.real, "PRELOAD_MAX_BYTES", None)
     os.environ[PRELOAD_ENV] = repr(nbytes / 2**30)
-    if constant is not None:
-        method.real.PRELOAD_MAX_BYTES = nbytes
     try:
         yield
     finally:
@@ -84,8 +78,6 @@ def preload_budget(nbytes: int) -> Iterator[None]:
             os.environ.pop(PRELOAD_ENV, None)
         else:
             os.environ[PRELOAD_ENV] = env
-        if constant is not None:
-            method.real.PRELOAD_MAX_BYTES = constant
 
 
 def build_backbone(arch: str, size: int, device: torch.device):
@@ -132,38 +124,6 @@ def timed_steps(step: Callable[[], object], steps: int, device: torch.device) ->
     return walls, events
 
 
-class DataWait:
-    """Seconds a step waits for its real batch: ``RealImages.wait_seconds`` where it keeps that timer,
-    else the time spent inside ``RealImages.batch`` (decoding and cropping)."""
-
-    def __init__(self, real: object) -> None:
-        self.real = real
-        self._inside = 0.0
-        self.source = "wait_seconds" if hasattr(real, "wait_seconds") else "batch" if hasattr(real, "batch") else None
-        if self.source == "batch":
-            inner = real.batch
-
-            def batch(*args, **kwargs):
-                t0 = time.perf_counter()
-                try:
-                    return inner(*args, **kwargs)
-                finally:
-                    self._inside += time.perf_counter() - t0
-
-            real.batch = batch  # this instance only
-        self._start = 0.0
-
-    def _total(self) -> float:
-        return float(self.real.wait_seconds) if self.source == "wait_seconds" else self._inside
-
-    def start(self) -> None:
-        self._start = self._total()
-
-    def seconds(self) -> float | None:
-        """Waited since :meth:`start` (None when there is nothing to time)."""
-        return None if self.source is None else self._total() - self._start
-
-
 def lgm_case(backbone, train, classes: int, k: int, precision: str, micro_batch, size: int, steps: int,
              device: torch.device, workers: int = 0, preload: bool = True) -> dict:
     from method.config import build_config
@@ -175,21 +135,21 @@ def lgm_case(backbone, train, classes: int, k: int, precision: str, micro_batch,
                                  "grow_every": 1, "schedule": "exact", "checkpoint_every": 0}).resolve(size)
     with preload_budget(EVERYTHING if preload else 0):
         d = Distiller(cfg, train, backbone, ipc=1, seed=0, device=device, workers=workers)
-    preloaded = getattr(getattr(d, "real", None), "preloaded", None)
-    if preloaded is not None and preloaded != preload:
+    if d.real.preloaded != preload:
         raise SystemExit(f"gpu_check: asked for {'preloaded' if preload else 'decoded per step'} real images, but "
-                         f"RealImages.preloaded is {preloaded}: the preload budget ({PRELOAD_ENV}) did not take")
-    wait = DataWait(getattr(d, "real", None))
+                         f"RealImages.preloaded is {d.real.preloaded}: the preload budget ({PRELOAD_ENV}) did not take")
+    if d.epoch_batches is not None:  # as Distiller.run does: the official loader's rows decoded a step ahead
+        d.real.plan(d.epoch_batches, d.step_done, d.step_done + steps + 1)
     d.step()  # warm-up (and the pyramid's first growth)
     reset_peak(device)
-    wait.start()
+    waited = d.real.wait_seconds
     walls, events = timed_steps(d.step, steps, device)
-    waited = wait.seconds()
+    waited = d.real.wait_seconds - waited
+    d.real.close()
     return {"classes": classes, "K": k, "precision": precision, "micro_batch": d.micro_batch,
             "synthetic_images": classes * k, "real_images": classes * k, "workers": workers,
-            "real_preloaded": preloaded if preloaded is not None else preload, "s_per_step": median(walls),
-            "cuda_event_s_per_step": median(events),
-            "data_wait_s_per_step": None if waited is None else waited / steps, "data_wait_timer": wait.source,
+            "real_preloaded": d.real.preloaded, "s_per_step": median(walls),
+            "cuda_event_s_per_step": median(events), "data_wait_s_per_step": waited / steps,
             "peak_mem_gib": peak_gib(device), "skipped_steps": d.skipped_steps, "loss": d.loss_curve[-1]}
 
 
@@ -232,15 +192,12 @@ def probe_epoch(backbone, root: Path, classes: int, per_class: int, device: torc
                 preload: bool) -> dict:
     """Seconds of one full-data paper-probe epoch (``PaperProbe.fit``, seed 0) over a JPEG world."""
     from benchmark.features import FeatureCache
-    from benchmark.probe.paper import PaperOptions, PaperProbe
+    from benchmark.probe.paper import PaperProbe
     from benchmark.types import RunContext, SyntheticSet
 
     train, test = jpeg_world(root, classes, per_class)
     budget = EVERYTHING if preload else 0
-    options = {"full_data": True, "full_data_epochs": 1, "full_data_crop": "random"}
-    if "preload_max_bytes" in {f.name for f in dataclasses.fields(PaperOptions)}:
-        options["preload_max_bytes"] = budget
-    probe = PaperProbe(**options)
+    probe = PaperProbe(full_data=True, full_data_epochs=1, full_data_crop="random", preload_max_bytes=budget)
     synset = SyntheticSet(labels=train.labels, indices=torch.arange(len(train)), metadata={"full_data": True})
     scratch = root / "probe-cache"  # the test features' cache, beside the worlds
     ctx = RunContext(device=device, features=FeatureCache(root=scratch / "features", progress=False, workers=workers),
@@ -254,7 +211,8 @@ def probe_epoch(backbone, root: Path, classes: int, per_class: int, device: torc
         result = probe.fit(prepared, 0)
         sync(device)
         seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "peak_mem_gib": peak_gib(device), "steps": result.extra["steps"],
+    return {"seconds": seconds, "data_wait_s": prepared.data_wait_seconds, "peak_mem_gib": peak_gib(device),
+            "steps": result.extra["steps"],
             "batch_size": result.extra["batch_size"], "train_crop": result.extra["train_crop"]}
 
 

@@ -39,13 +39,13 @@ def test_jpeg_mode_runs_on_the_cpu_and_writes_its_files(tmp_path, capsys) -> Non
     assert pre["real_preloaded"] is True and dec["real_preloaded"] is False and dec["workers"] == 1
     assert row["s_per_step_preloaded"] == pre["s_per_step"] > 0 and row["s_per_step_decoding"] == dec["s_per_step"] > 0
     assert row["gpu_idle_share"] == pytest.approx(max(0.0, 1 - pre["s_per_step"] / dec["s_per_step"]))
-    assert 0 <= dec["data_wait_s_per_step"] <= dec["s_per_step"]
-    assert dec["data_wait_timer"] in ("wait_seconds", "batch")  # RealImages' own timer where it has one
+    assert 0 <= dec["data_wait_s_per_step"] <= dec["s_per_step"] and pre["data_wait_s_per_step"] == 0
     assert row["peak_mem_gib_decoding"] is None and row["cuda_event_s_per_step_decoding"] is None  # no CUDA here
     probe = report["jpeg"]["probe"]
     assert (probe["classes"], probe["per_class"], probe["images"]) == (4, 2, 8)
     for run in probe["runs"].values():  # one epoch of 8 images: one batch, random 37 px crops of each
         assert (run["steps"], run["batch_size"], run["train_crop"]) == (1, 8, "random") and run["seconds"] > 0
+        assert 0 <= run["data_wait_s"]
     assert probe["gpu_idle_share"] == pytest.approx(
         max(0.0, 1 - probe["epoch_s_preloaded"] / probe["epoch_s_decoding"]))
     # the world the case and the probe read: one Hub-layout parquet world, 4 classes x 2 JPEGs
