@@ -16,6 +16,7 @@ import torch
 
 from .cost import describe_estimate, estimate_suite, rates_for
 from .registry import BACKBONES, DATASETS
+from .rehearsal import limit_label, limited_count
 from .suites import Suite
 
 
@@ -79,5 +80,11 @@ def describe_plan(suite: Suite, results: Path, is_done: Any, device: torch.devic
     lines += [f"  {dataset_need(d)}" for d in suite.datasets] + [f"  {backbone_need(b)}" for b in backbones]
     rates, warnings = rates_for(device or torch.device("cpu"), calibration)
     lines += warnings
-    lines += describe_estimate(estimate_suite(suite, KNOWN_SIZES, rates))
+    sizes = KNOWN_SIZES
+    if suite.limit is not None or suite.overrides:  # a rehearsal (run --limit / --set)
+        sizes = {d: (c, limited_count(n, c, suite.limit), limited_count(t, c, suite.limit))
+                 for d, (c, n, t) in KNOWN_SIZES.items()}
+        lines.append(f"rehearsal: {limit_label(suite.limit) + ' of each split' if suite.limit else 'all images'}"
+                     + "".join(f"; {key} = {value!r}" for key, value in suite.overrides.items()))
+    lines += describe_estimate(estimate_suite(suite, sizes, rates))
     return "\n".join(lines)
