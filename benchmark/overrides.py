@@ -201,8 +201,16 @@ def describe_type(hint: Any) -> str:
             dict: "a table"}.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def _check_typed(registry: Registry, kind: str, name: str, option: str, value: Any, base: dict[str, Any]) -> None:
-    """``option`` is one of the entry's options and ``value`` of its declared type."""
+def _takes_float(hint: Any) -> bool:
+    """Whether a declared type is a float one that is no integer one (``float``, ``float | None``)."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return float in args and int not in args
+
+
+def _check_typed(registry: Registry, kind: str, name: str, option: str, value: Any, base: dict[str, Any]) -> Any:
+    """``value``, after checking that ``option`` is one of the entry's options and ``value`` of its
+    declared type; an integer for a float option comes back as a float (``1`` and ``1.0`` must not give
+    two cell ids)."""
     cls = registry.get(name)
     options_cls = cls.Options
     known = [f.name for f in dataclasses.fields(options_cls)]
@@ -214,7 +222,7 @@ def _check_typed(registry: Registry, kind: str, name: str, option: str, value: A
         twin = _twin(cls(**base), option)
         hint = twin[0] if twin else Any
     if matches(value, hint):
-        return
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) and _takes_float(hint) else value
     try:  # a value the entry converts ("auto" -> None, "7" -> 7) is fine when what it becomes fits
         twin = _twin(cls(**{**base, option: value}), option)
     except (TypeError, ValueError):
@@ -222,6 +230,7 @@ def _check_typed(registry: Registry, kind: str, name: str, option: str, value: A
     if twin is None or not matches(twin[1], twin[0]):
         raise OverrideError(f"option {option!r} of {kind} {name!r} must be {describe_type(hint)}, not "
                             f"{_type_name(value)} ({value!r})")
+    return value
 
 
 class _SetReader(_Reader):
@@ -234,30 +243,29 @@ class _SetReader(_Reader):
         return OverrideError(problem)
 
 
-def _check_override(suite: Suite, o: Override) -> None:
-    """The checks a suite file's options get, on the suite's options with this one set."""
+def _checked(suite: Suite, o: Override) -> Override:
+    """``o`` after the checks a suite file's options get, on the suite's options with this one set."""
     reader = _SetReader()
     if o.kind == "backbone":
         options = {**suite.backbone_options.get(o.name, {}), o.option: o.value}
         _check_backbone_options(reader)(o.name, o.name, options)
-        return
+        return o
     registry = METHODS if o.kind == "method" else PROBES
     base = dict(suite.method_options.get(o.name, {}) if o.kind == "method" else suite.protocol_options.get(o.name, {}))
-    _check_typed(registry, o.kind, o.name, o.option, o.value, base)
+    o = dataclasses.replace(o, value=_check_typed(registry, o.kind, o.name, o.option, o.value, base))
     variants = [{**base, o.option: o.value}]
     if o.kind == "method":  # every dataset's options, as the cells will build them
         variants += [{**suite.options_for(o.name, d), o.option: o.value} for d in suite.datasets]
     for options in variants:
         _check_options(reader, registry)(o.key, o.name, options)
+    return o
 
 
 def resolve(suite: Suite, key: str, value: Any, check: bool = True) -> Override:
     """The override ``key = value`` of ``suite``, checked (``check``); OverrideError saying what is wrong."""
     kind, name, option = split_key(key)
     override = Override(_kind_of(suite, kind, name), name, option, value)
-    if check:
-        _check_override(suite, override)
-    return override
+    return _checked(suite, override) if check else override
 
 
 def apply(suite: Suite, o: Override) -> Suite:

@@ -131,33 +131,38 @@ def _count_lines(title: str, suite: Suite, results: Path) -> list[str]:
 
 def rehearsals_on_disk(results: Path, suite: Suite) -> list[tuple[str, Suite]]:
     """The rehearsals (``run --limit``/``--set``) of ``suite`` with cell files under ``results``, as
-    (label, suite) pairs: found from the ``protocol``/``limit``/``overrides`` their rows record, in the
-    files that are not the suite's own cells."""
+    (label, suite) pairs: found from what their rows record (protocol, limit, overrides and, for
+    ``--seeds``, the highest probe seed), in the files that are not the suite's own cells."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .overrides import rehearsal_suite
     from .rehearsal import overrides_from_text, parse_limit, run_label
+    from .suites import PROBE_SEED_BASE
 
     folder = Path(results) / CELLS_DIR / suite.name
     if not folder.is_dir():
         return []
     own = {c.cell_id for c in suite.cells()}
-    found: set[tuple[str, str, str]] = set()
+    seeds: dict[tuple[str, str, str], int] = {}
     for path in sorted(folder.glob("*.parquet")):
         if path.stem in own:
             continue
         try:
-            table = pq.read_table(path, columns=["protocol", "limit", "overrides"])
+            table = pq.read_table(path, columns=["protocol", "limit", "overrides", "probe_seed"])
         except (OSError, ValueError, pa.ArrowException):  # unreadable, or written before these columns
             continue
-        rows = zip(*(table.column(c).to_pylist() for c in ("protocol", "limit", "overrides")), strict=True)
-        found |= {(p or "", lim or "", o or "") for p, lim, o in rows if lim or o}
+        columns = (table.column(c).to_pylist() for c in ("protocol", "limit", "overrides", "probe_seed"))
+        for p, lim, o, seed in zip(*columns, strict=True):
+            if lim or o:
+                key = (p or "", lim or "", o or "")
+                seeds[key] = max(seeds.get(key, 0), (seed or PROBE_SEED_BASE) - PROBE_SEED_BASE + 1)
     variants = []
-    for protocol, limit, overrides in sorted(found):
+    for (protocol, limit, overrides), n in sorted(seeds.items()):
         try:
-            variant = rehearsal_suite(suite.replace(protocol=protocol or None), parse_limit(limit) if limit else None,
-                                      overrides_from_text(overrides), check=False)
+            variant = rehearsal_suite(suite.replace(protocol=protocol or None, seeds=n),
+                                      parse_limit(limit) if limit else None, overrides_from_text(overrides),
+                                      check=False)
         except ValueError:  # options the suite no longer has: its cells are stale
             continue
         variants.append((run_label(limit, overrides), variant))

@@ -138,6 +138,14 @@ def test_set_changes_the_right_option() -> None:
     assert not rehearsal_suite(cross, None, [("dinov2_vitb14.input_size", 56)]).alignment
 
 
+def test_an_integer_for_a_float_option_is_the_same_cell_as_the_float() -> None:
+    suite = SUITES.get("fine_grained")
+    one, one_point_o = (rehearsal_suite(suite, None, [("paper.base_lr", v)]) for v in (1, 1.0))
+    assert one.protocol_options["paper"]["base_lr"] == 1.0 and isinstance(one.overrides["probe:paper.base_lr"], float)
+    assert [c.cell_id for c in one.cells()] == [c.cell_id for c in one_point_o.cells()]
+    assert rehearsal_suite(suite, None, [("lgm.lr", 1)]).method_options["lgm"]["lr"] == 1.0  # typed in LGMConfig
+
+
 def test_values_read_as_toml_else_as_text() -> None:
     assert parse_value("2") == 2 and parse_value("1e-3") == 0.001 and parse_value("true") is True
     assert parse_value("[0.5, 1.0]") == [0.5, 1.0] and parse_value('"a b"') == "a b"
@@ -238,6 +246,15 @@ def test_status_shows_the_full_run_and_the_rehearsal(both) -> None:
     assert label.startswith(" [rehearsal: 2/class, set ")
     assert "suite smoke: 8 cells: 2 done, 0 failed, 6 missing" in text
     assert f"suite smoke{label}: 8 cells: 2 done, 0 failed, 6 missing" in text
+
+
+def test_status_counts_a_rehearsal_run_with_fewer_seeds(tmp_path) -> None:
+    results = tmp_path / "results"
+    assert main(["run", "--suite", "smoke", "--methods", "full_data", "--limit", "3", "--seeds", "1",
+                 "--results", str(results), "--no-progress", "--workers", "0"]) == 0
+    text = describe_status(results)
+    assert "suite smoke: 8 cells: 0 done, 0 failed, 8 missing" in text
+    assert "suite smoke [rehearsal: 3/class]: 7 cells: 1 done, 0 failed, 6 missing" in text  # one probe seed
 
 
 def test_the_report_labels_rehearsal_rows_and_says_what_they_ran_with(both, tmp_path, capsys) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -26,6 +27,7 @@ from benchmark.data import local_env_var  # noqa: E402
 from benchmark.data.limit import limited  # noqa: E402
 from benchmark.registry import DATASETS  # noqa: E402
 from benchmark.results import read_results  # noqa: E402
+from tests.test_paper_backbones import Built  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -70,25 +72,17 @@ class Fixtures:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data: dict[str, Path] = {}
-        self.weights: dict[str, Path] = {}
+        self.weights = Built(root)  # the random-init weight files of tests/test_paper_backbones.py
 
     def dataset(self, key: str) -> Path:
         if key not in self.data:
             self.data[key] = write_dataset(self.root, key)
         return self.data[key]
 
-    def weight_file(self, name: str) -> Path:
-        from benchmark.backbones import save_state_dict_file
-        from tests.test_paper_backbones import random_state_dict
-
-        if name not in self.weights:
-            self.weights[name] = save_state_dict_file(random_state_dict(name), self.root / f"{name}.safetensors")
-        return self.weights[name]
-
     def rehearse(self, results: Path, datasets: list[str], backbones: list[str], *extra: str) -> int:
         """``run --suite fine_grained`` on these datasets and backbones with the short settings."""
         backbone_sets = [arg for b in backbones for arg in (
-            "--set", f"{b}.input_size={SMALLEST[b]}", "--set", f"{b}.weights={self.weight_file(b)}")]
+            "--set", f"{b}.input_size={SMALLEST[b]}", "--set", f"{b}.weights={self.weights.file(b)}")]
         with pytest.MonkeyPatch.context() as mp:
             for key in FINE_GRAINED:
                 mp.setenv(local_env_var(key), str(self.dataset(key)))
@@ -110,7 +104,7 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixtures]:
     with pytest.MonkeyPatch.context() as mp:  # HF datasets' Arrow cache out of the user's home
         mp.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_cache")))
         yield made
-    for path in made.weights.values():
+    for path in made.weights.files.values():
         path.unlink(missing_ok=True)  # hundreds of MB each
 
 
@@ -150,6 +144,8 @@ def test_fine_grained_rehearses_end_to_end_offline(fixtures: Fixtures, tmp_path:
     assert main(["report", "--results", str(results), "--out", str(out)]) == 0
     assert "rehearsal rows, labelled `[rehearsal: 2/class, set " in capsys.readouterr().out
     summary = (out / "summary.md").read_text()
-    assert summary.count("| LGM [rehearsal: 2/class, set ") == 4  # one table per dataset
+    # one table per dataset; LGM is also labelled by its options beyond the paper's (steps, K, resolutions)
+    assert len(re.findall(r"\| LGM \[paper\+[0-9a-f]{6}\] \[rehearsal: 2/class, set [0-9a-f]{6}\] ", summary)) == 4
     assert main(["status", "--results", str(results)]) == 0
-    assert "suite fine_grained [rehearsal: 2/class, set " in capsys.readouterr().out
+    assert re.search(r"suite fine_grained \[rehearsal: 2/class, set [0-9a-f]{6}\]: 80 cells: 80 done, 0 failed, "
+                     "0 missing", capsys.readouterr().out)
