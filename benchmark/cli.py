@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and summarise them")
     run.add_argument("--workers", type=int, metavar="N", help="image decode workers; default from the CPU "
                      "count; 0 = decode in the main process")
+    rehearse = run.add_argument_group("rehearsal", "a short run on real data before the long one (README: "
+                                      "Rehearse before the long run); its cells are other cells than the "
+                                      "full run's, and the report labels them")
+    rehearse.add_argument("--limit", metavar="N", help="N images per class (an integer), or that fraction of "
+                          "each class (a number between 0 and 1), of the train and the test split; the same "
+                          "rows on every machine and for every backbone")
+    rehearse.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME.OPTION=VALUE",
+                          help="one option of a method, the probe or a backbone of the suite for this run, "
+                               "repeatable: lgm.steps=20, paper.epochs=2, dinov2_vitb14.input_size=56, "
+                               "clip_vitb16.weights=/path/file.safetensors (VALUE as in TOML; "
+                               "method:NAME.OPTION where a name is ambiguous)")
 
     report = sub.add_parser("report", help="render LaTeX/Markdown tables and figures from results",
                             description="Read the Parquet results and write tables and figures. Only "
@@ -203,6 +214,30 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
                          seeds=args.seeds, protocol=args.protocol, distill_backbones=distill)
 
 
+def rehearsal_from_args(args: argparse.Namespace, suite: Suite) -> Suite:
+    """The suite with ``--set`` applied and ``--limit`` set (benchmark.overrides); bad input is a usage error."""
+    if args.limit is None and not args.overrides:
+        return suite
+    from .overrides import OverrideError, parse_assignment, rehearsal_suite
+    from .rehearsal import limit_label, parse_limit
+
+    try:
+        limit = None if args.limit is None else parse_limit(args.limit)
+    except ValueError as err:
+        raise UsageError(f"--limit {args.limit}: {err}") from None
+    for text in args.overrides:
+        try:
+            suite = rehearsal_suite(suite, None, [parse_assignment(text)])
+        except OverrideError as err:
+            raise UsageError(f"--set {text}: {err}") from None
+    suite = rehearsal_suite(suite, limit)
+    what = [f"{limit_label(limit)} of each split" if limit is not None else "",
+            f"--set {', '.join(args.overrides)}" if args.overrides else ""]
+    print(f"rehearsal of suite {suite.name!r}: {'; '.join(w for w in what if w)} (other cells than the full "
+          "run's, labelled in the report)")
+    return suite
+
+
 def remove_killed_runs_temps(results: Path) -> None:
     """Temp files that runs killed part-way left under the results and cache directories."""
     from .paths import cache_root, remove_stale_temps
@@ -219,7 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers must be at least 0 (0 = decode in the main process), got {args.workers}")
-    suite = suite_from_args(args)
+    suite = rehearsal_from_args(args, suite_from_args(args))
     cells = suite.cells()
     if not cells:
         raise UsageError(f"suite {suite.name!r} with these filters has no cells; loosen --methods/--backbones")
@@ -293,6 +328,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .checks import output_directory
+    from .rehearsal import rehearsal_notes
     from .report import build_report
     from .results import scan_results
 
@@ -313,6 +349,7 @@ def cmd_report(args: argparse.Namespace) -> int:
               "report without them", file=sys.stderr)
         return EXIT_FAILED_CELLS
     rows, notes = report_rows(scan.frame, args.all, args.results)
+    notes = rehearsal_notes(rows) + notes  # run --limit / --set rows: what their labels stand for
     try:
         output_directory(args.out, "--out")
     except ValueError as err:

@@ -23,12 +23,14 @@ from tqdm.auto import tqdm
 
 from . import provenance
 from .artifacts import ArtifactKey, ArtifactStore
+from .data.limit import limited
 from .embedding import check_workers, default_workers
 from .features import FeatureCache
 from .hashing import canonical_json
 from .launch.groups import in_dependency_order, missing_requirements, required_sets, set_key
 from .locks import held, try_hold
 from .registry import BACKBONES, DATASETS, METHODS, PROBES
+from .rehearsal import limit_text, overrides_text
 from .results import InvalidCellFile, check_cell_file, read_rows, set_aside, write_cell
 from .suites import Cell, Suite
 from .types import Backbone, LabeledImages, RunContext, SyntheticSet
@@ -165,7 +167,9 @@ class Runner:
     def data(self, name: str) -> tuple[LabeledImages, LabeledImages]:
         if name not in self._data:
             spec = DATASETS.get(name)
-            self._data[name] = (spec.load("train"), spec.load("test"))
+            # a rehearsal's rows of each split (run --limit; benchmark.data.limit), else the splits
+            self._data[name] = (limited(spec.load("train"), self.suite.limit),
+                                limited(spec.load("test"), self.suite.limit))
         return self._data[name]
 
     def backbone(self, name: str) -> Backbone:
@@ -290,6 +294,7 @@ class Runner:
             "cell_id": cell.cell_id,
             "config_hash": cell.config_hash,
             "git_sha": provenance.git_sha(), "versions": provenance.versions(), "started_at": started,
+            "limit": limit_text(self.suite.limit), "overrides": overrides_text(self.suite.overrides),
         }
 
     def provenance_of(self, cell: Cell, made: Made, probe_config: dict[str, Any], train: LabeledImages,
