@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and summarise them")
     run.add_argument("--workers", type=int, metavar="N", help="image decode workers; default from the CPU "
                      "count; 0 = decode in the main process")
+    rehearse = run.add_argument_group("rehearsal", "a short run on real data before the long one (README: "
+                                      "Rehearse before the long run); its cells are other cells than the "
+                                      "full run's, and the report labels them")
+    rehearse.add_argument("--limit", metavar="N", help="N images per class (an integer), or that fraction of "
+                          "each class (a number between 0 and 1), of the train and the test split; the same "
+                          "rows on every machine and for every backbone")
+    rehearse.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME.OPTION=VALUE",
+                          help="one option of a method, the probe or a backbone of the suite for this run, "
+                               "repeatable: lgm.steps=20, paper.epochs=2, dinov2_vitb14.input_size=56, "
+                               "clip_vitb16.weights=/path/file.safetensors (VALUE as in TOML; "
+                               "method:NAME.OPTION where a name is ambiguous)")
 
     report = sub.add_parser("report", help="render LaTeX/Markdown tables and figures from results",
                             description="Read the Parquet results and write tables and figures. Only "
@@ -99,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = sub.add_parser(
         "calibrate", help="measure images/s per backbone and input size on this device (for --dry-run)",
         description="Time a no-grad forward and a forward+backward to the input per backbone and input size "
-                    "on this device, and store the table in the cache, where `run --dry-run` reads it.")
+                    "on this device, and the images/s one decode worker gets on the suite's datasets that are "
+                    "on this machine (nothing is downloaded); store the table in the cache, where "
+                    "`run --dry-run` reads it.")
     calibrate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     calibrate.add_argument("--suite", default=DEFAULT_SUITE, help="the suite whose backbones (and input sizes) "
                            f"to measure (default: {DEFAULT_SUITE})")
@@ -109,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--batch", type=int, default=32, metavar="N", help="images per pass (default 32)")
     calibrate.add_argument("--iterations", type=int, default=5, metavar="N", help="timed passes (default 5)")
     calibrate.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed passes first (default 2)")
+    calibrate.add_argument("--datasets", nargs="+", metavar="NAME", help="time decoding only on these of the "
+                           "suite's datasets")
+    calibrate.add_argument("--decode-rows", type=int, default=128, metavar="N", help="rows timed per dataset "
+                           "and decode (default 128; 0: skip decoding)")
+    calibrate.add_argument("--decode-warmup", type=int, default=8, metavar="N", help="rows decoded untimed first "
+                           "(default 8)")
 
     status = sub.add_parser("status", help="cells done / failed / missing per suite, and the submitted jobs",
                             description="Per suite: the cells done, failed and missing (from the cell files), "
@@ -195,6 +214,30 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
                          seeds=args.seeds, protocol=args.protocol, distill_backbones=distill)
 
 
+def rehearsal_from_args(args: argparse.Namespace, suite: Suite) -> Suite:
+    """The suite with ``--set`` applied and ``--limit`` set (benchmark.overrides); bad input is a usage error."""
+    if args.limit is None and not args.overrides:
+        return suite
+    from .overrides import OverrideError, parse_assignment, rehearsal_suite
+    from .rehearsal import limit_label, parse_limit
+
+    try:
+        limit = None if args.limit is None else parse_limit(args.limit)
+    except ValueError as err:
+        raise UsageError(f"--limit {args.limit}: {err}") from None
+    for text in args.overrides:
+        try:
+            suite = rehearsal_suite(suite, None, [parse_assignment(text)])
+        except OverrideError as err:
+            raise UsageError(f"--set {text}: {err}") from None
+    suite = rehearsal_suite(suite, limit)
+    what = [f"{limit_label(limit)} of each split" if limit is not None else "",
+            f"--set {', '.join(args.overrides)}" if args.overrides else ""]
+    print(f"rehearsal of suite {suite.name!r}: {'; '.join(w for w in what if w)} (other cells than the full "
+          "run's, labelled in the report)")
+    return suite
+
+
 def remove_killed_runs_temps(results: Path) -> None:
     """Temp files that runs killed part-way left under the results and cache directories."""
     from .paths import cache_root, remove_stale_temps
@@ -211,7 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers must be at least 0 (0 = decode in the main process), got {args.workers}")
-    suite = suite_from_args(args)
+    suite = rehearsal_from_args(args, suite_from_args(args))
     cells = suite.cells()
     if not cells:
         raise UsageError(f"suite {suite.name!r} with these filters has no cells; loosen --methods/--backbones")
@@ -227,7 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if given:
         raise UsageError(f"{', '.join(given)} apply to jobs: add --executor local or --executor slurm")
     if args.dry_run:
-        print(describe_plan(suite, args.results, device))
+        print(describe_plan(suite, args.results, device, workers=args.workers))
         return 0
     record_suite_file(args, suite)
     remove_killed_runs_temps(args.results)
@@ -285,6 +328,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .checks import output_directory
+    from .rehearsal import rehearsal_notes
     from .report import build_report
     from .results import scan_results
 
@@ -305,6 +349,7 @@ def cmd_report(args: argparse.Namespace) -> int:
               "report without them", file=sys.stderr)
         return EXIT_FAILED_CELLS
     rows, notes = report_rows(scan.frame, args.all, args.results)
+    notes = rehearsal_notes(rows) + notes  # run --limit / --set rows: what their labels stand for
     try:
         output_directory(args.out, "--out")
     except ValueError as err:
@@ -358,17 +403,23 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import CalibrationPlan, calibrate, default_entries
+    from .calibrate import CalibrationPlan, DecodePlan, calibrate, calibrate_decode, default_entries
     from .checks import parse_device, usable_device
-    from .cost import calibration_path, save_calibration, suite_resolutions
+    from .cost import calibration_path, save_calibration, suite_decode_needs, suite_resolutions
 
     suite = load_suite(args.suite)
     check_names(BACKBONES, args.backbones)
+    check_names(DATASETS, args.datasets)
+    outside = sorted(set(args.datasets or ()) - set(suite.datasets))
+    if outside:
+        raise UsageError(f"--datasets {' '.join(outside)}: not in suite {suite.name!r} (its datasets: "
+                         f"{', '.join(suite.datasets)})")
     backbones = args.backbones or sorted({*suite.backbones, *(suite.distill_backbones or [])})
     try:
         device = usable_device(parse_device(args.device))
         plan = CalibrationPlan(default_entries(backbones, args.resolutions, lambda b: suite_resolutions(suite, b)),
                                batch=args.batch, warmup=args.warmup, iterations=args.iterations)
+        decode = DecodePlan(args.decode_rows, args.decode_warmup) if args.decode_rows != 0 else None
     except (ValueError, RuntimeError) as err:
         raise UsageError(str(err)) from None
     path = calibration_path(device)
@@ -376,6 +427,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not table.table or len(skipped) == len(set(backbones)):
         raise UsageError(f"nothing measured: the weights of {', '.join(backbones)} are not on this machine; "
                          "download them, or calibrate a backbone that is here (`list backbones`)")
+    if decode is not None:
+        needs = [n for n in suite_decode_needs(suite) if args.datasets is None or n.dataset in args.datasets]
+        calibrate_decode(table, needs, decode)
     save_calibration(table, path)
     print(f"wrote {path}")
     return 0

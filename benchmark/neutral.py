@@ -6,9 +6,9 @@ or config dataclass, and :func:`key_view` is what every identity (cell ``config_
 checkpoint identity) is built from, so setting it never makes a new cell, set or checkpoint:
 
 * ``neutral(default)``: left out of every key (fields that were never part of one);
-* ``neutral(default, pinned=True)``: stays in the key at its declared default, whatever it is set to.
-  Fields that were keyed before they were marked neutral are pinned, so the cell ids made before keep
-  their meaning (no result directory has to run again).
+* ``neutral(default, key=value)``: the key holds ``value``, whatever the field is set to. Fields that
+  were keyed before they were marked neutral keep the value they were keyed with (their old default),
+  so the cell ids made before keep their meaning and no results directory has to run again.
 
 The values a run actually used are recorded beside the key (artifact metadata, rows' runtime columns).
 """
@@ -18,40 +18,37 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-NEUTRAL = "result_neutral"  # field metadata: "omitted" or "pinned"
+NEUTRAL = "result_neutral"  # field metadata: {} (left out of keys) or {"key": value}
 
 
-def neutral(default: Any = dataclasses.MISSING, *, pinned: bool = False, **kwargs: Any) -> Any:
+def neutral(default: Any = dataclasses.MISSING, *, key: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
     """A dataclass field that cannot change a result (see the module docstring)."""
-    metadata = {**kwargs.pop("metadata", {}), NEUTRAL: "pinned" if pinned else "omitted"}
-    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+    mark = {} if key is dataclasses.MISSING else {"key": key}
+    return dataclasses.field(default=default, metadata={**kwargs.pop("metadata", {}), NEUTRAL: mark}, **kwargs)
 
 
 def neutral_fields(cls: Any, kind: str | None = None) -> frozenset[str]:
-    """Names of the neutral fields of a dataclass (or instance); ``kind``: only "omitted" or "pinned"."""
+    """Names of the neutral fields of a dataclass (or instance); ``kind``: only the "omitted" ones (left
+    out of keys) or only the "keyed" ones (held at a fixed key value)."""
     if not dataclasses.is_dataclass(cls):
         return frozenset()
-    return frozenset(f.name for f in dataclasses.fields(cls)
-                     if f.metadata.get(NEUTRAL) is not None and kind in (None, f.metadata[NEUTRAL]))
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    raise TypeError(f"neutral field {f.name!r} is pinned but has no default")
+    marks = {f.name: f.metadata[NEUTRAL] for f in dataclasses.fields(cls) if NEUTRAL in f.metadata}
+    if kind is None:
+        return frozenset(marks)
+    keyed = kind == "keyed"
+    return frozenset(name for name, mark in marks.items() if ("key" in mark) == keyed)
 
 
 def key_view(obj: Any) -> dict[str, Any]:
-    """A dataclass instance's fields as a key sees them: omitted neutral fields dropped, pinned ones at
-    their declared default, every other field as set."""
+    """A dataclass instance's fields as a key sees them: omitted neutral fields dropped, keyed ones at
+    their key value, every other field as set."""
     view: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
-        kind = f.metadata.get(NEUTRAL)
-        if kind == "omitted":
-            continue
-        view[f.name] = _default(f) if kind == "pinned" else getattr(obj, f.name)
+        mark = f.metadata.get(NEUTRAL)
+        if mark is None:
+            view[f.name] = getattr(obj, f.name)
+        elif "key" in mark:
+            view[f.name] = mark["key"]
     return view
 
 

@@ -120,6 +120,55 @@ def describe_jobs(submission: Submission, earlier: int) -> list[str]:
     return lines
 
 
+def _count_lines(title: str, suite: Suite, results: Path) -> list[str]:
+    counts = cell_counts(suite, results)
+    total = len(counts.done) + len(counts.failed) + len(counts.missing) + len(counts.invalid)
+    lines = [f"{title}: {total} cells: {len(counts.done)} done, {len(counts.failed)} failed, "
+             f"{len(counts.missing)} missing" + (f", {len(counts.invalid)} invalid" if counts.invalid else "")]
+    lines += _listed("failed", counts.failed) + _listed("missing", counts.missing)
+    return lines + [f"    invalid  {c.cell_id}: {why}" for c, why in counts.invalid[:SHOWN]]
+
+
+def rehearsals_on_disk(results: Path, suite: Suite) -> list[tuple[str, Suite]]:
+    """The rehearsals (``run --limit``/``--set``) of ``suite`` with cell files under ``results``, as
+    (label, suite) pairs: found from what their rows record (protocol, limit, overrides and, for
+    ``--seeds``, the highest probe seed), in the files that are not the suite's own cells."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .overrides import rehearsal_suite
+    from .rehearsal import overrides_from_text, parse_limit, run_label
+    from .suites import PROBE_SEED_BASE
+
+    folder = Path(results) / CELLS_DIR / suite.name
+    if not folder.is_dir():
+        return []
+    own = {c.cell_id for c in suite.cells()}
+    seeds: dict[tuple[str, str, str], int] = {}
+    for path in sorted(folder.glob("*.parquet")):
+        if path.stem in own:
+            continue
+        try:
+            table = pq.read_table(path, columns=["protocol", "limit", "overrides", "probe_seed"])
+        except (OSError, ValueError, pa.ArrowException):  # unreadable, or written before these columns
+            continue
+        columns = (table.column(c).to_pylist() for c in ("protocol", "limit", "overrides", "probe_seed"))
+        for p, lim, o, seed in zip(*columns, strict=True):
+            if lim or o:
+                key = (p or "", lim or "", o or "")
+                seeds[key] = max(seeds.get(key, 0), (seed or PROBE_SEED_BASE) - PROBE_SEED_BASE + 1)
+    variants = []
+    for (protocol, limit, overrides), n in sorted(seeds.items()):
+        try:
+            variant = rehearsal_suite(suite.replace(protocol=protocol or None, seeds=n),
+                                      parse_limit(limit) if limit else None, overrides_from_text(overrides),
+                                      check=False)
+        except ValueError:  # options the suite no longer has: its cells are stale
+            continue
+        variants.append((run_label(limit, overrides), variant))
+    return variants
+
+
 def describe_status(results: Path, suites: list[Suite] | None = None) -> str:
     """The status text of ``suites`` (default: every suite, registered or recorded from a suite file by
     ``run``, with cell files or jobs)."""
@@ -135,12 +184,9 @@ def describe_status(results: Path, suites: list[Suite] | None = None) -> str:
     lines = []
     for suite in suites:
         name = suite.name
-        counts = cell_counts(suite, results)
-        total = len(counts.done) + len(counts.failed) + len(counts.missing) + len(counts.invalid)
-        lines.append(f"suite {name}: {total} cells: {len(counts.done)} done, {len(counts.failed)} failed, "
-                     f"{len(counts.missing)} missing" + (f", {len(counts.invalid)} invalid" if counts.invalid else ""))
-        lines += _listed("failed", counts.failed) + _listed("missing", counts.missing)
-        lines += [f"    invalid  {c.cell_id}: {why}" for c, why in counts.invalid[:SHOWN]]
+        lines += _count_lines(f"suite {name}", suite, results)
+        for label, rehearsal in rehearsals_on_disk(results, suite):  # run --limit / --set beside it
+            lines += _count_lines(f"suite {name}{label}", rehearsal, results)
         mine = [s for s in submissions if s.suite == name]
         if mine:
             lines += describe_jobs(mine[-1], len(mine) - 1)

@@ -214,6 +214,7 @@ class RunContext:
     load_synthetic: Callable[[str], SyntheticSet | None] = lambda method: None  # same cell, other method
     progress: bool = True
     workers: int = 0  # image decode workers (``benchmark.embedding``); 0: decode in the main process
+    checkpoint_dir: Path | None = None  # the cell's private directory for a probe's checkpoints; None: none
 
 
 @dataclass

@@ -100,8 +100,8 @@ class DistillConfig:
     # numerics: "auto" is fp16 autocast with the manual x1024 loss scale on CUDA, plain fp32 on CPU
     precision: Precision = "auto"
     loss_scale: float = 1024.0  # applied with fp16 only
-    # bookkeeping (neutral: the key holds the preset's value, whatever a suite sets)
-    checkpoint_every: int = neutral(100, pinned=True)  # steps between atomic checkpoints (0: never)
+    # bookkeeping (neutral: a method's key holds its preset's value, whatever a suite sets)
+    checkpoint_every: int = neutral(100, key=100)  # steps between atomic checkpoints (0: never)
     # Not in the paper; changes memory only, never the result. Images per backbone pass in a step. m: the
     # exact same step in chunks of at most m images (a no-grad pass gives the synthetic features and
     # dLoss/dz, then each chunk is recomputed with the graph and back-propagates its share; the real batch

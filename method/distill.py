@@ -214,7 +214,23 @@ class Distiller:
 
     def real_pixels(self, rows: Tensor, gen: torch.Generator) -> Tensor:
         """The training images ``rows``, resized and randomly cropped (crops from ``gen``), on the device."""
-        return self.real.batch(rows, gen).to(self.device, non_blocking=True)
+        return self.real.batch(rows, gen, self.device)
+
+    def plan_real(self) -> None:
+        """Where the coming updates' real rows are known ahead (the epoch loader's), have ``RealImages``
+        decode them a step ahead, block by block as :meth:`embed_real` asks for them (one block per
+        update when the objective embeds its batch at once, as LGM does)."""
+        batches = self.epoch_batches
+        if batches is None:
+            return
+        block = self.objective.real_block or batches.batch
+        per_update = -(-batches.batch // block)
+
+        def rows_of_block(j: int) -> Tensor:
+            update, part = divmod(j, per_update)
+            return batches(update)[part * block:(part + 1) * block]
+
+        self.real.plan(rows_of_block, self.step_done * per_update, self.schedule.updates * per_update)
 
     def step_real_rows(self) -> Tensor:
         """The rows of this update's real batch: the epoch loader's batch number ``step_done``, or a draw."""
@@ -381,6 +397,7 @@ class Distiller:
             self.gen.set_state(states[0])
             self.dev_gen.set_state(states[1])
             torch.set_rng_state(states[2])
+            self.plan_real()  # the failed attempt took this update's planned real rows: plan them again
             self.micro_batch = max(1, (m if m is not None else self._synthetic_count()) // 2)
             self.oom_retries.append({"update": self.step_done, "micro_batch": self.micro_batch})
             log.warning("update %d ran out of memory; again with micro_batch=%d", self.step_done, self.micro_batch)
@@ -418,6 +435,7 @@ class Distiller:
         every = self.cfg.checkpoint_every
         bar = tqdm(total=total, initial=self.step_done, desc=f"{self.objective.name} {self.backbone.name}",
                    unit="step", disable=not self.progress, leave=False)
+        self.plan_real()
         try:
             while self.step_done < total:
                 started = time.perf_counter()
@@ -435,6 +453,7 @@ class Distiller:
                     self.on_step(self.step_done, value)
         finally:
             bar.close()
+            self.real.close()
         return self.final_images()
 
     def final_images(self) -> Tensor:
@@ -459,6 +478,7 @@ class Distiller:
             "device": str(self.device), "precision": str(self.dtype).replace("torch.", ""),
             "loss_scale": self.loss_scale, "real_preloaded": self.real.preloaded,
             "real_per_class": None if self.cfg.real_bank else self.objective.real_per_class(self.ipc),
+            "real_wait_seconds": self.real.wait_seconds, "decode_workers": self.real.workers,
             "real_bank_views": 0 if self.bank is None else len(self.bank[1]),
             "real_bank_seconds": self.bank_seconds, "init_rows": self.init_rows,
             "image_size": self.cfg.syn_res,

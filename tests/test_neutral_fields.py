@@ -26,21 +26,16 @@ SPEED_KNOBS = [
 @dataclass
 class Knobs:
     lr: float = 0.1
-    pinned: int = neutral(8, pinned=True)
+    keyed: int | None = neutral(None, key=8)
     omitted: int | None = neutral(None)
 
 
-def test_key_view_pins_and_omits():
-    view = key_view(Knobs(lr=0.2, pinned=99, omitted=4))
-    assert view == {"lr": 0.2, "pinned": 8}
-    assert neutral_fields(Knobs) == {"pinned", "omitted"}
-    assert neutral_fields(Knobs, "pinned") == {"pinned"} and neutral_fields(Knobs(), "omitted") == {"omitted"}
-    assert result_options(Knobs, {"lr": 1, "pinned": 2, "omitted": 3}) == {"lr": 1}
-    with pytest.raises(TypeError, match="no default"):
-        @dataclass
-        class Bad:
-            x: int = neutral(pinned=True)
-        key_view(Bad(x=1))
+def test_key_view_holds_keyed_fields_and_omits_the_others():
+    assert key_view(Knobs(lr=0.2, keyed=99, omitted=4)) == key_view(Knobs(lr=0.2)) == {"lr": 0.2, "keyed": 8}
+    assert neutral_fields(Knobs) == {"keyed", "omitted"}
+    assert neutral_fields(Knobs, "keyed") == {"keyed"} and neutral_fields(Knobs(), "omitted") == {"omitted"}
+    assert result_options(Knobs, {"lr": 1, "keyed": 2, "omitted": 3}) == {"lr": 1}
+    assert neutral_fields(dict) == frozenset()
 
 
 @pytest.mark.parametrize(("kind", "name", "option", "value"), SPEED_KNOBS)
