@@ -8,6 +8,7 @@ Toy backbones and toy datasets only; the file runs in well under a minute on a C
 from __future__ import annotations
 
 import json
+import logging
 import math
 from types import SimpleNamespace
 
@@ -334,6 +335,54 @@ def test_a_later_update_out_of_memory_is_replayed_with_the_same_draws():
     assert float((images - one_pass.run()).abs().max()) <= 1e-5
     for u, v in zip(d.loss_curve, one_pass.loss_curve, strict=True):
         assert u == pytest.approx(v, rel=1e-4)
+
+
+def decoding_in_step(loop: Distiller) -> list[int]:
+    """Counts the real batches ``loop`` decodes when asked for them (not decoded ahead by a plan)."""
+    calls: list[int] = []
+    decode = loop.real.stream.decode
+    loop.real.stream.decode = lambda requests: (calls.append(len(requests)), decode(requests))[1]
+    return calls
+
+
+@pytest.mark.parametrize(("name", "block"), [("lgm", None), ("dm", 8), ("krr", 8)])
+def test_epoch_real_batches_are_decoded_ahead_block_by_block_with_the_in_step_result(name, block, monkeypatch,
+                                                                                      caplog):
+    monkeypatch.setenv("LGM_BENCH_PRELOAD_GB", "0")  # nothing preloaded: every update decodes its rows
+    monkeypatch.setattr(OBJECTIVES[name], "real_block", block)  # 30 real images an update: 1 or 4 blocks
+    train, cfg = ten_classes(), config(name, real_sampling="epoch")
+    ahead = Distiller(cfg, train, toy_backbone(), ipc=1, seed=5)
+    in_step = Distiller(cfg, train, toy_backbone(), ipc=1, seed=5)
+    assert not ahead.real.preloaded
+    in_step.plan_real = lambda: None  # the loop without its plan: each block decoded when asked for
+    planned, plan = [], ahead.real.plan
+    ahead.real.plan = lambda rows, start, stop: (planned.append((start, stop)), plan(rows, start, stop))[1]
+    sync_ahead, sync_in_step = decoding_in_step(ahead), decoding_in_step(in_step)
+    with caplog.at_level(logging.WARNING):
+        images = ahead.run()
+    assert planned == [(0, 3 if block is None else 12)]  # 3 updates x (1 or 4) blocks
+    assert sync_ahead == [] and not caplog.records  # every block was the planned one
+    assert torch.equal(images, in_step.run()) and ahead.loss_curve == in_step.loss_curve
+    assert sync_in_step == ([30] * 3 if block is None else [8, 8, 8, 6] * 3)
+    meta = ahead.metadata()
+    assert meta["decode_workers"] == 0 and meta["real_wait_seconds"] >= 0.0 and meta["real_preloaded"] is False
+
+
+def test_an_update_out_of_memory_plans_its_real_blocks_again(monkeypatch, caplog):
+    monkeypatch.setenv("LGM_BENCH_PRELOAD_GB", "0")
+    monkeypatch.setattr(DMObjective, "real_block", 8)
+    train, backbone = ten_classes(), toy_backbone()
+    d = Distiller(config("dm", real_sampling="epoch"), train, backbone, ipc=1, seed=3)
+    backbone.register_forward_pre_hook(FakeAllocator(d, limit=12))  # the 30 synthetic views fail twice
+    sync = decoding_in_step(d)
+    with caplog.at_level(logging.WARNING):
+        images = d.run()
+    assert [r["micro_batch"] for r in d.oom_retries] == [15, 7]
+    # the replayed update got its planned blocks again (no "other rows than planned" from method.real)
+    assert sync == [] and [r.name for r in caplog.records] == ["method.distill"] * 2
+    uninterrupted = Distiller(config("dm", real_sampling="epoch", micro_batch=7), train, toy_backbone(), ipc=1,
+                              seed=3)
+    assert torch.equal(images, uninterrupted.run())
 
 
 def test_other_errors_are_not_taken_for_out_of_memory():
