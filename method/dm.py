@@ -76,10 +76,11 @@ class DMObjective(Objective):
 # class drawn class by class, a start from real images); the rest is the shared loop's paper values.
 DM_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    # The embedded default's budget and data (two bundled backbones, Fashion-MNIST, 1 image per class),
-    # chosen on a validation split of the training images only (docs/method.md, "DM"). The real bank
-    # gives the exact class means of 2 views of 1000 images, embedded once (256 x 10 real images a step
-    # through the backbone would be 40x the cost of the synthetic side).
+    # The embedded default's budget and data (two bundled backbones, Fashion-MNIST, 1 image per class):
+    # LGM's ``embedded`` settings wherever they apply to DM (not tuned for DM; docs/method.md, "The
+    # embedded presets of DM and KRR"). Its real bank gives the exact class means of 2 views of 1000
+    # images, embedded once (256 x 10 real images a step through the backbone would be 40x the cost of
+    # the synthetic side). DM's own defaults already start from real images and draw class by class.
     "embedded": {"steps": 500, "augs_per_batch": 2, "grow_every": 20, "lr": 3e-3, "grayscale": True,
                  "syn_res": None, "crop_res": None, "checkpoint_every": 50, "real_bank": 2,
                  "real_bank_rows": 1000, "pyramid_max_res": 32, "noise_mean": 0.0},

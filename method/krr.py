@@ -108,8 +108,8 @@ KRR_PRESETS: dict[str, dict[str, Any]] = {
     # KIP's and FRePo's ridge (1e-6 of the trace) and KIP's centred targets are KRRConfig's defaults; the
     # rest is the shared loop's paper values (the real batch: ipc x K per class, as LGM's).
     "paper": {},
-    # The embedded default's budget and data, chosen on a validation split of the training images only
-    # (docs/method.md, "KRR").
+    # The embedded default's budget and data: LGM's ``embedded`` settings, unchanged (not tuned for KRR;
+    # docs/method.md, "The embedded presets of DM and KRR").
     "embedded": {"steps": 500, "augs_per_batch": 2, "grow_every": 20, "lr": 3e-3, "grayscale": True,
                  "real_sampling": "balanced", "syn_res": None, "crop_res": None, "checkpoint_every": 50,
                  "real_bank": 2, "real_bank_rows": 1000, "center_features": True, "init": "real",
