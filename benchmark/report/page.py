@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .documents import write_text
 from .aggregate import method_sort_key
+from .documents import write_text
 from .naming import display_dataset, display_method, safe_name
 from .page_header import Header
 from .page_tables import Cell as PageCell

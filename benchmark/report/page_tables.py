@@ -18,6 +18,7 @@ import pandas as pd
 from ..results import CELLS_DIR
 from .aggregate import GROUP_KEYS
 from .naming import display_backbone, display_dataset, display_method
+from .paper import finite_float
 from .tables import Entry, Grid, delta, format_delta, format_paper, format_value, paper_value
 
 MISSING = "—"
@@ -147,26 +148,18 @@ def _json(text) -> str:
         return text
 
 
-def _num(value) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value
-
-
 def _seconds(value) -> str:
-    value = _num(value)
+    value = finite_float(value)
     return "n/a" if value is None else f"{value:.2f} s"
 
 
 def _gpu_seconds(values: Sequence) -> str:
-    found = [v for v in map(_num, values) if v is not None]
+    found = [v for v in map(finite_float, values) if v is not None]
     return f"{sum(found):.2f} s" if found else "n/a (no CUDA)"
 
 
 def _bytes(values: Sequence) -> str:
-    found = [v for v in map(_num, values) if v is not None]
+    found = [v for v in map(finite_float, values) if v is not None]
     return "n/a" if not found else f"{max(found) / 2**30:.2f} GiB"
 
 
@@ -210,8 +203,8 @@ def cell_details(rows: Sequence[dict], root: Path) -> CellDetails:
     ]
     if _text(first["artifact"]):
         facts.append(("stored set", _text(first["artifact"])))
-    seeds = [(str(r["probe_seed"]), "" if _num(r["top1"]) is None else f"{float(r['top1']):.2f}", str(r["status"]))
-             for r in sorted(rows, key=lambda r: (_num(r["probe_seed"]) or 0))]
+    seeds = [(str(r["probe_seed"]), "" if finite_float(r["top1"]) is None else f"{float(r['top1']):.2f}",
+              str(r["status"])) for r in sorted(rows, key=lambda r: finite_float(r["probe_seed"]) or 0)]
     settings = [(label, text) for label, text in (("method settings", _json(config["method_config"])),
                                                   ("probe settings", _json(config["probe_config"])))
                 if text]
