@@ -168,7 +168,7 @@ def test_details_hold_the_cells_provenance(smoke):
     for rec in cells:
         assert str(results / "cells" / "smoke" / f"{rec['cell_id']}.parquet") in text
         assert rec["config_hash"] in text and rec["eval_weight_sha256"] in text and rec["train_fingerprint"] in text
-    assert text.count("&#34;protocol&#34;: &#34;fast&#34;") == 8  # each cell's probe settings, as indented JSON
+    assert text.count("&#34;protocol&#34;: &#34;fast&#34;") == 8  # each cell's probe settings, one key a line
 
 
 def test_header_counts_match_status_and_stale_cells_are_counted(smoke, tmp_path):
@@ -430,3 +430,42 @@ def test_published_numbers_beside_ours_with_the_difference_coloured(tmp_path):
                                         (2.5, "delta pos2"), (3.0, "delta pos3"), (-12.0, "delta neg3")])
 def test_difference_colour_steps(d, css):
     assert delta_class(d) == css
+
+
+def _readme_default_table() -> dict[str, list[str]]:
+    """The README's same-model table of the embedded default: method key -> its two cells, unbolded."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("## The embedded default"):text.index("**What LGM runs here")]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and "±" in line:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.mark.slow
+def test_page_of_the_embedded_default(tmp_path):
+    """The embedded default's page: its 32 cells with the README's numbers, both image grids and the
+    transfer heatmap. ``LGM_BENCH_DEFAULT_RESULTS=DIR`` reuses results of `python -m benchmark run`."""
+    results = Path(os.environ.get("LGM_BENCH_DEFAULT_RESULTS") or tmp_path / "results")
+    if not (results / "cells" / "default").is_dir():
+        assert _cli("run", "--results", str(results), "--no-progress").code == 0
+    out = tmp_path / "reports"
+    made = _cli("report", "--results", str(results), "--out", str(out), "--html-only")
+    assert made.code == 0, made.err
+    page = out / "index.html"
+    text = page.read_text()
+    assert re.search(r'<th scope="row">default</th>\s*<td><span class="badge ok">32</span>', text)
+    parsed = _parsed(page, "t-default_fashion_mnist_embedded_ipc1_fast")
+    readme = _readme_default_table()
+    assert len(readme) == 7
+    assert {r[0]: r[1:] for r in parsed.rows} == {display_method(k): v for k, v in readme.items()}
+    images = [link for link in parsed.links if link.startswith("images/")]
+    lgm = [link for link in images if "_lgm-embedded_" in link]
+    assert len(lgm) == 2 * 10  # two distilling backbones x ten classes
+    for method in ("neighbors", "centroids", "kmeans", "herding"):
+        assert len([link for link in images if f"_{method}_ipc1" in link]) == 2 * 10, method
+    assert "default_fashion_mnist_embedded_ipc1_fast_lgm-embedded_transfer_heatmap.png" in parsed.links
+    assert "Selected real images" in text and "Ankle boot" in text
+    assert page.stat().st_size < 2 * MB

@@ -8,7 +8,6 @@ same formatting helpers); the Jinja template (``templates/index.html.j2``) turns
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ class CellDetails:
     error: str
     facts: list[tuple[str, str]]
     seeds: list[tuple[str, str, str]]  # probe seed, top-1, status
-    settings: list[tuple[str, str]]  # label, indented JSON
+    settings: list[tuple[str, str]]  # label, JSON one key a line
 
 
 @dataclass
@@ -140,12 +139,17 @@ def grid_frame(grid: Grid, row_label: str, column_label: str) -> pd.DataFrame:
 
 
 def _json(text) -> str:
+    """A settings object one key a line (its values compact: ``"crop_scale": [0.08, 1.0]``)."""
     if not isinstance(text, str) or not text:
         return ""
     try:
-        return json.dumps(json.loads(text), indent=1, sort_keys=True)
+        value = json.loads(text)
     except ValueError:
         return text
+    if not isinstance(value, dict) or not value:
+        return json.dumps(value)
+    lines = [f"  {json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in sorted(value.items())]
+    return "{\n" + ",\n".join(lines) + "\n}"
 
 
 def _seconds(value) -> str:
@@ -164,7 +168,8 @@ def _bytes(values: Sequence) -> str:
 
 
 def _text(value) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    """``value`` as shown; "" for a missing one (None, NaN, NaT)."""
+    return "" if value is None or (not isinstance(value, (str, list, dict)) and pd.isna(value)) else str(value)
 
 
 def cell_details(rows: Sequence[dict], root: Path) -> CellDetails:
