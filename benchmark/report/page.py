@@ -133,7 +133,7 @@ def page_context(report: Report, out: Path, header: Header, written: list[Path])
     alignment = []
     for a in report.alignment:
         written.append(_csv(out, a.table.stem, grid_frame(a.table.grid, "backbone_a", "backbone_b")))
-        alignment.append(page_table(a.table.grid, a.table.stem, f"Mutual k-NN alignment: {a.dataset}",
+        alignment.append(page_table(a.table.grid, a.table.stem, f"Mutual k-NN alignment: {display_dataset(a.dataset)}",
                                     csv=f"{a.table.stem}.csv"))
     scatter = [{"title": fig.title, "sentence": fig.result.sentence(), "image": _png(fig.figures),
                 "csv": f"{fig.result.stem}.csv",

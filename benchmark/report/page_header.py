@@ -39,7 +39,8 @@ class Header:
     devices: list[str]
     versions: list[str]
     made: str  # when the rows were made: first and last finish
-    written: str  # when and where the page was written
+    written: str  # when the page was written
+    host: str  # where the page was written (the rows record their device, not their machine)
     notes: list[str] = field(default_factory=list)
 
 
@@ -116,6 +117,7 @@ def page_header(results: Path, rows: pd.DataFrame, stale: pd.DataFrame | None = 
         devices=_tally(per_cell["device"]),
         versions=_versions(per_cell["versions"]),
         made=_when(rows["finished_at"]),
-        written=f"{now} on {platform.node() or 'an unnamed host'}",
+        written=now,
+        host=platform.node() or "an unnamed host",
         notes=list(notes or []),
     )
