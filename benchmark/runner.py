@@ -20,12 +20,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import provenance
+from . import preemption, provenance
 from .artifacts import ArtifactKey, ArtifactStore
 from .embedding import check_workers, default_workers
 from .features import FeatureCache
 from .hashing import canonical_json
 from .launch.groups import in_dependency_order, missing_requirements, required_sets, set_key
+from .launch.records import record_event
 from .locks import held, try_hold
 from .registry import BACKBONES, DATASETS, METHODS, PROBES
 from .results import InvalidCellFile, check_cell_file, set_aside, write_cell
@@ -186,6 +187,7 @@ class Runner:
             synset = method.synthesize(train, backbone, cell.ipc, cell.method_seed, ctx)
         cost_dict = dataclasses.asdict(cost)
         self.store.save(key, synset, cost_dict)
+        record_event(self.results, "set_made", set=str(directory.relative_to(self.store.root)), cell=cell.cell_id)
         self.summary.made_sets += 1
         return Made(synset, directory, cost_dict, key.method_config)
 
@@ -222,6 +224,7 @@ class Runner:
                      "probe_wall_seconds": wall.seconds,
                      "status": "ok", "error": "", "finished_at": finished}
                     for seed, result, fit, finished in fits]
+        # a preemption (benchmark.preemption.Preempted) is no Exception: it passes, the cell is not failed
         except Exception as err:  # one broken cell must not stop the grid; its row says why
             log.debug("cell %s failed", cell.cell_id, exc_info=True)
             message = f"{type(err).__name__}: {err}"
@@ -314,8 +317,10 @@ class Runner:
         if self._done(cell):
             self.summary.skipped += 1
             return
+        preemption.checkpoint_point(lambda: None, f"cell {cell.cell_id}")  # between cells: nothing to save
         rows = self.run_cell(cell)
         write_cell(cell_path(self.results, cell), rows)
+        record_event(self.results, "cell_written", cell=cell.cell_id, status=rows[0]["status"])
         self.summary.ran += 1
         if rows[0]["status"] != "ok":
             self.summary.failed.append(f"{cell.cell_id}: {rows[0]['error'].splitlines()[0]}")
