@@ -356,16 +356,17 @@ def test_jobs_size_their_threads_and_workers_from_the_cpus_they_got(tmp_path: Pa
 
 def test_local_jobs_split_the_cpus_and_slurm_tasks_ask_for_their_workers(monkeypatch) -> None:
     import benchmark.launch.executors as executors
+    from benchmark.embedding import MAX_DEFAULT_WORKERS
     from benchmark.launch.executors import LaunchOptions, LocalLauncher, SlurmLauncher
 
     monkeypatch.setattr(executors, "affinity_cpus", lambda: 16)
     groups = set_groups(SMOKE.cells())  # 7 groups
-    for jobs, threads, workers in ((8, 2, 1), (2, 8, 7), (1, 16, 8)):  # workers: at most 8 by default
+    for jobs, threads, workers in ((8, 2, 1), (2, 8, 7), (1, 16, min(15, MAX_DEFAULT_WORKERS))):
         planned = LocalLauncher(LaunchOptions("local", jobs=jobs)).plan(groups)
         assert {(p.threads, p.workers) for p in planned} == {(threads, workers)}, jobs
     planned = LocalLauncher(LaunchOptions("local", jobs=2, cpus_per_job=3, workers=0)).plan(groups)
     assert {(p.threads, p.workers) for p in planned} == {(3, 0)}
-    assert SlurmLauncher(LaunchOptions("slurm")).parameters()["cpus_per_task"] == 9  # 8 workers + main
+    assert SlurmLauncher(LaunchOptions("slurm")).parameters()["cpus_per_task"] == 9  # 8 workers + the main one
     assert SlurmLauncher(LaunchOptions("slurm", workers=3)).parameters()["cpus_per_task"] == 4
     assert SlurmLauncher(LaunchOptions("slurm", workers=3, cpus_per_job=2)).parameters()["cpus_per_task"] == 2
     assert [p.workers for p in SlurmLauncher(LaunchOptions("slurm", workers=3)).plan(groups)] == [3] * 7

@@ -245,10 +245,27 @@ def long_lgm(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Conf
     return {"suite": str(suite_file), "steps": steps, "set": lgm_set(root / "reference").read_bytes()}
 
 
-def stops_and_resumes(text: str) -> tuple[list[int], list[int]]:
+@dataclass
+class Outcome:
+    """How the long LGM cell's task went: Slurm's runs of it, the steps its log says it stopped at and
+    resumed from, and whether its set is the uninterrupted one, byte for byte."""
+
+    job: str
+    runs: list[str]
+    log: str
+    stopped: list[int]
+    resumed: list[int]
+    same: bool
+
+
+def outcome(results: Path, reference: bytes) -> Outcome:
+    job = base_id(results)
+    wait_done(job)
+    text = log_text(results)
     stopped = [int(m) for m in re.findall(r"preempted by SIG\w+ at step (\d+); checkpoint saved", text)]
     resumed = [int(m) for m in re.findall(r"LGM resumed from \S+ at step (\d+)", text)]
-    return sorted(set(stopped)), resumed
+    same = lgm_set(results).read_bytes() == reference
+    return Outcome(job, sacct(job)[job], text, sorted(set(stopped)), resumed, same)
 
 
 # -- the tests ------------------------------------------------------------------------------------------
@@ -311,26 +328,23 @@ def test_a_preempted_lgm_cell_checkpoints_requeues_and_ends_with_the_same_set(cl
                  "--wrap", "sleep 2").strip()
     out = finished(proc)
     assert "1 cells run" in out and "1 sets made" in out, out
-    job = base_id(results)
-    wait_done(job)
     wait_done(high)
-    runs = sacct(job)[job]
-    text = log_text(results)
-    stopped, resumed = stops_and_resumes(text)
-    same = lgm_set(results).read_bytes() == long_lgm["set"]
-    cluster.report(f"preemption: preempted at step {stopped} of {long_lgm['steps']}, resumed from step {resumed}; "
-                   f"Slurm runs {runs}; final set equals the uninterrupted one byte for byte: {same}")
-    assert runs[0] == "REQUEUED" and runs[-1] == "COMPLETED" and len(runs) == 2, runs
-    assert "preempted by SIGTERM at step" in text and len(stopped) == 1 and 0 < stopped[0] < long_lgm["steps"]
-    assert resumed == stopped  # resumed at the step it stopped at: no step redone
-    assert same
+    got = outcome(results, long_lgm["set"])
+    cluster.report(f"preemption: preempted at step {got.stopped} of {long_lgm['steps']}, resumed from step "
+                   f"{got.resumed}; Slurm runs {got.runs}; final set equals the uninterrupted one byte for byte: "
+                   f"{got.same}")
+    assert got.runs == ["REQUEUED", "COMPLETED"]
+    assert "preempted by SIGTERM at step" in got.log and len(got.stopped) == 1
+    assert 0 < got.stopped[0] < long_lgm["steps"]
+    assert got.resumed == got.stopped  # resumed at the step it stopped at: no step redone
+    assert got.same
     assert sacct(high)[high] == ["COMPLETED"]
     meta = json.loads(lgm_set(results).with_name("meta.json").read_text())
-    assert meta["metadata"]["resumed_from"] == stopped[0]
+    assert meta["metadata"]["resumed_from"] == got.stopped[0]
     assert meta["metadata"]["steps_done"] == meta["metadata"]["updates"] >= long_lgm["steps"]
     shown = status(results, capsys)
-    assert re.search(rf"job {job} +done +1 cells  elapsed \S+  requeued 1x \(REQUEUED\)", shown), shown
-    assert f"last stopped by SIGTERM at step {stopped[0]} (checkpoint saved)" in shown
+    assert re.search(rf"job {got.job} +done +1 cells  elapsed \S+  requeued 1x \(REQUEUED\)", shown), shown
+    assert f"last stopped by SIGTERM at step {got.stopped[0]} (checkpoint saved)" in shown
 
 
 def test_a_time_limit_checkpoints_requeues_and_ends_with_the_same_set(cluster, long_lgm, tmp_path) -> None:
@@ -338,19 +352,15 @@ def test_a_time_limit_checkpoints_requeues_and_ends_with_the_same_set(cluster, l
     out = run("--suite", long_lgm["suite"], "--results", str(results), *JOB, "--partition", "debug",
               "--timeout-min", "1", "--wait")
     assert "1 cells run" in out, out
-    job = base_id(results)
-    wait_done(job)
-    runs = sacct(job)[job]
-    text = log_text(results)
-    stopped, resumed = stops_and_resumes(text)
-    same = lgm_set(results).read_bytes() == long_lgm["set"]
-    cluster.report(f"time limit 1 min: USR2 checkpoints at steps {stopped} of {long_lgm['steps']}, resumed from "
-                   f"{resumed}; Slurm runs {runs}; final set equals the uninterrupted one byte for byte: {same}")
-    assert "#SBATCH --signal=USR2@5" in (results / "logs" / "submitit" / f"{job}_submission.sh").read_text()
-    assert "preempted by SIGUSR2 at step" in text and "this job is timed-out" in text
-    assert len(runs) >= 2 and set(runs[:-1]) == {"REQUEUED"} and runs[-1] == "COMPLETED", runs
-    assert len(stopped) == len(runs) - 1 and resumed == stopped
-    assert same
+    got = outcome(results, long_lgm["set"])
+    cluster.report(f"time limit 1 min: USR2 checkpoints at steps {got.stopped} of {long_lgm['steps']}, resumed from "
+                   f"{got.resumed}; Slurm runs {got.runs}; final set equals the uninterrupted one byte for byte: "
+                   f"{got.same}")
+    assert "#SBATCH --signal=USR2@5" in (results / "logs" / "submitit" / f"{got.job}_submission.sh").read_text()
+    assert "preempted by SIGUSR2 at step" in got.log and "this job is timed-out" in got.log
+    assert len(got.runs) >= 2 and set(got.runs[:-1]) == {"REQUEUED"} and got.runs[-1] == "COMPLETED", got.runs
+    assert len(got.stopped) == len(got.runs) - 1 and got.resumed == got.stopped
+    assert got.same
 
 
 def test_a_cancelled_task_shows_its_cells_and_a_resubmission_runs_only_them(cluster, tmp_path, capsys) -> None:

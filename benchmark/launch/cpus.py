@@ -28,10 +28,15 @@ def workers_for(cpus: int) -> int:
     return min(MAX_DEFAULT_WORKERS, max(0, cpus - 1))
 
 
+# the decode workers a Slurm task asks CPUs for when --workers is not given: a GPU's usual share of a
+# node's cores; the task then uses every CPU it got (up to MAX_DEFAULT_WORKERS workers)
+SLURM_DEFAULT_WORKERS = 8
+
+
 def slurm_cpus(workers: int | None) -> int:
-    """The CPUs a Slurm task asks for by default: its decode workers (``--workers``, else the default
-    cap) and the main process."""
-    return (MAX_DEFAULT_WORKERS if workers is None else workers) + 1
+    """The CPUs a Slurm task asks for by default: its decode workers (``--workers``, else
+    :data:`SLURM_DEFAULT_WORKERS`) and the main process."""
+    return (SLURM_DEFAULT_WORKERS if workers is None else workers) + 1
 
 
 def share(total: int, jobs: int) -> int:
