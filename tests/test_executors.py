@@ -91,12 +91,23 @@ def test_groups_follow_the_sets_and_shards_keep_groups_whole() -> None:
         ["full_data"]]
     default = SUITES.get("default")  # two backbones, every set probed by both
     sizes = sorted(len(g) for g in set_groups(default.cells()))
-    assert sizes == [2] * 12 + [4, 4] and sum(sizes) == len(default.cells())
+    # the full-data set is probed by both backbones, a job each (job_per_cell); the other sets' cells share one
+    assert sizes == [1, 1] + [2] * 11 + [4, 4] and sum(sizes) == len(default.cells())
     two = shards(groups, 2)
     assert [len(s) for s in two] == [4, 4] and sorted(c.cell_id for s in two for c in s) == \
         sorted(c.cell_id for c in SMOKE.cells())
     assert [c.method for c in two[0]][:2] == ["lgm", "neighbors"]
     assert len(shards(groups, 20)) == len(groups)
+
+
+def test_full_data_cells_are_one_job_each_at_paper_scale() -> None:
+    cells = SUITES.get("imagenet1k").cells()
+    full = [c for c in cells if c.method == "full_data"]
+    groups = set_groups(cells)
+    alone = [g for g in groups if g[0].method == "full_data"]
+    assert len(full) >= 4 and [len(g) for g in alone] == [1] * len(full)
+    assert sorted(g[0].cell_id for g in alone) == sorted(c.cell_id for c in full)
+    assert all(len(g) > 1 for g in groups if g[0].method == "lgm")  # a set and its probes stay together
 
 
 def test_neighbors_listed_before_lgm_runs_after_it(tmp_path: Path) -> None:
