@@ -89,16 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
                                "clip_vitb16.weights=/path/file.safetensors (VALUE as in TOML; "
                                "method:NAME.OPTION where a name is ambiguous)")
 
-    report = sub.add_parser("report", help="render LaTeX/Markdown tables and figures from results",
-                            description="Read the Parquet results and write tables and figures. Only "
-                                        "the cells made with the settings the suites are defined with now "
-                                        "are reported; stale ones are counted.")
+    report = sub.add_parser("report", help="render LaTeX/Markdown tables, figures and a web page from results",
+                            description="Read the Parquet results and write tables and figures, and "
+                                        "index.html: one static page (open it in a browser; it loads "
+                                        "nothing from the network). Only the cells made with the settings "
+                                        "the suites are defined with now are reported; stale ones are "
+                                        "counted.")
     report.add_argument("--results", type=directory_arg, default=Path("results"), help="results directory")
     report.add_argument("--out", type=directory_arg, default=Path("reports"), help="output directory")
     report.add_argument("--all", action="store_true", help="also report stale cells (made with settings "
                         "no current suite definition gives them), the method labelled by config")
     report.add_argument("--allow-broken", action="store_true", help="report even when some cell files are "
                         "unreadable or invalid (they are left out and listed); default: exit 1")
+    report.add_argument("--html-only", action="store_true", help="write only the page, <out>/index.html (with "
+                        "the CSV of its tables and the PNG figures and images it shows), no LaTeX or Markdown")
 
     parity = sub.add_parser("parity", help="the parity suite's table: top-1 and matching loss per 100 updates",
                             description="Summarise `run --suite parity`: per LGM seed, fast-probe top-1 and "
@@ -348,7 +352,7 @@ def cmd_report(args: argparse.Namespace) -> int:
               "above); remove or fix them and rerun `run` to remake those cells, or pass --allow-broken to "
               "report without them", file=sys.stderr)
         return EXIT_FAILED_CELLS
-    rows, notes = report_rows(scan.frame, args.all, args.results)
+    rows, notes, stale = report_rows(scan.frame, args.all, args.results)
     notes = rehearsal_notes(rows) + notes  # run --limit / --set rows: what their labels stand for
     try:
         output_directory(args.out, "--out")
@@ -357,19 +361,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     for note in notes:
         print(note)
     try:
-        written = build_report(args.results, args.out, rows=rows, notes=notes,
+        written = build_report(args.results, args.out, rows=rows, notes=notes, stale=stale, html=True,
+                               html_only=args.html_only,
                                warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     except ValueError as err:
         raise UsageError(str(err)) from None
     print(f"wrote {len(written)} files to {args.out}")
-    for path in written:
+    page = args.out / "index.html"
+    shown = [p for p in written if p.parent == args.out]  # the page's images are counted, not listed
+    for path in shown:
         print(f"  {path}")
+    if len(shown) < len(written):
+        print(f"  ... and {len(written) - len(shown)} images under {args.out / 'images'}")
+    print(f"open {page.resolve().as_uri()} in a browser")
     return 0
 
 
-def report_rows(frame: Any, include_stale: bool, results: Path) -> tuple[Any, list[str]]:
+def report_rows(frame: Any, include_stale: bool, results: Path) -> tuple[Any, list[str], Any]:
     """The rows ``report`` shows: those of the current suite definitions, plus the stale ones labelled
-    by config with ``--all``; and what to tell the user about the stale ones."""
+    by config with ``--all``; what to tell the user about the stale ones; and the stale rows (the page
+    counts them)."""
     import pandas as pd
 
     from .report.stale import label_stale
@@ -378,17 +389,17 @@ def report_rows(frame: Any, include_stale: bool, results: Path) -> tuple[Any, li
     split = split_stale(frame, current_definitions(results))
     n = split.stale_cells
     if not n:
-        return split.current, []
+        return split.current, [], split.stale
     if include_stale:
         note = f"included {n} stale cells (made with settings no current suite definition gives them), " \
                "the method labelled by config: `<method> [cfg <hash>]`"
-        return pd.concat([split.current, label_stale(split.stale)], ignore_index=True), [note]
+        return pd.concat([split.current, label_stale(split.stale)], ignore_index=True), [note], split.stale
     if split.current.empty:
         raise UsageError(f"every cell under {results} is stale ({n} cells made with settings no current suite "
                          "definition gives them); rerun the suites, or `report --all` to report them labelled "
                          "by config")
     return split.current, [f"left out {n} stale cells (made with settings no current suite definition gives "
-                           "them); `report --all` includes them, labelled by config"]
+                           "them); `report --all` includes them, labelled by config"], split.stale
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
