@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +21,7 @@ from sklearn.linear_model import Ridge
 from test_lgm import TOY_INPUT, ctx_for, toy_backbone, toy_train
 from test_microbatch import ten_classes
 
+from benchmark import preemption
 from benchmark.registry import METHODS
 from method import checkpoint
 from method.config import build
@@ -268,6 +271,28 @@ def test_resume_from_a_checkpoint_gives_the_same_images_for_every_objective(name
     resumed = Distiller(cfg, train, toy_backbone(), ipc=1, seed=7, artifact_dir=tmp_path / "killed")
     assert torch.equal(resumed.run(), reference)
     assert resumed.resumed_from == 2 and len(resumed.loss_curve) == 4
+
+
+@pytest.mark.parametrize("name", ["dm", "krr"])
+def test_a_preemption_signal_stops_every_objective_at_its_step_and_resumes_to_the_same_images(name, tmp_path):
+    train, cfg = ten_classes(), config(name, steps=4)  # no periodic checkpoint: only the signal's
+    reference = Distiller(cfg, train, toy_backbone(), ipc=1, seed=7).run()
+    before = {s: signal.getsignal(s) for s in preemption.SIGNALS}
+    signal.signal(signal.SIGUSR2, lambda signum, frame: None)  # a stand-in for submitit's handler
+    preemption.install(patience_s=60)
+    try:
+        stopped = Distiller(cfg, train, toy_backbone(), ipc=1, seed=7, artifact_dir=tmp_path,
+                            on_step=lambda step, value: step == 2 and os.kill(os.getpid(), signal.SIGTERM))
+        with pytest.raises(preemption.Preempted) as stop:
+            stopped.run()
+    finally:
+        preemption.uninstall()
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    assert stop.value.where == "step 2"
+    assert torch.load(tmp_path / checkpoint.FILENAME, weights_only=True)["step"] == 2
+    resumed = Distiller(cfg, train, toy_backbone(), ipc=1, seed=7, artifact_dir=tmp_path)
+    assert torch.equal(resumed.run(), reference) and resumed.resumed_from == 2
 
 
 class HalfDM(DMObjective):
