@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .checks import check_finite
+from .data.decode import decode_row
 from .types import Backbone, LabeledImages, Preprocess
 
 DEFAULT_BATCH_SIZE = 128
@@ -82,6 +84,7 @@ class RowImages(Dataset):
     :class:`~benchmark.types.Preprocess`). ``transform`` must be picklable where workers are spawned."""
 
     def __init__(self, data: LabeledImages, rows: Sequence[int] | Tensor, transform: Callable[[Any], Any]) -> None:
+        self.data = data
         self.images = data.dataset.select_columns([data.image_column])  # decode no other column
         self.column = data.image_column
         self.rows = rows.flatten().tolist() if isinstance(rows, Tensor) else [int(r) for r in rows]
@@ -91,7 +94,7 @@ class RowImages(Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> Any:
-        return self.transform(self.images[self.rows[i]][self.column])
+        return self.transform(decode_row(self.data, self.rows[i], self.images))
 
 
 def row_loader(data: LabeledImages, rows: Sequence[int] | Tensor, transform: Callable[[Any], Any], *,
@@ -115,7 +118,7 @@ def _embed_batches(backbone: Backbone, batches: Iterable[Tensor], autocast: bool
     with torch.no_grad(), amp:
         for x in batches:
             x = x.to(device=device, dtype=torch.float32, non_blocking=True)
-            out.append(backbone.embed(x).to(device="cpu", dtype=torch.float32))
+            out.append(check_finite(backbone.embed(x).to("cpu", torch.float32), f"features of {backbone.name}"))
             if on_batch is not None:
                 on_batch(len(x))
     if not out:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..augment import flip_random_resized_crop
+from ..checks import check_finite
 from ..embedding import backbone_device, decode_rows
 from ..images import random_crop, resize_short_side
 from ..registry import PROBES
@@ -343,6 +344,8 @@ class PaperProbe(ProbeProtocol):
         optimizer = torch.optim.Adam([weight, bias], lr=schedule.lr, weight_decay=o.weight_decay)
         use_amp = bool(o.amp) and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        # non-finite features would make the scaler skip every step in silence: an error where they appear
+        what = f"features of {backbone.name} in the paper probe" + (" (fp16 autocast; amp=false: fp32)" * use_amp)
         labels = labels.long().to(device)
         n = len(labels)
         size = backbone.input_size
@@ -358,7 +361,7 @@ class PaperProbe(ProbeProtocol):
                 x = flip_random_resized_crop(x, size, generator, spec)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                     with torch.no_grad():
-                        z = backbone(x)
+                        z = check_finite(backbone(x), what)
                     logits = F.linear(z, weight, bias)
                     loss = F.cross_entropy(logits.float(), labels[pos.to(device)])
                 optimizer.zero_grad(set_to_none=True)
