@@ -214,6 +214,11 @@ def test_big_splits_get_a_header_check(tmp_path: Path, capsys, monkeypatch) -> N
     argv = with_dataset(tmp_path / "bad", folder(tmp_path / "bad", "corrupt"))
     assert main([*argv, "--check", "--results", str(tmp_path / "results")]) == EXIT_USAGE
     assert f"({tmp_path}/bad/images/train/a/0.png): UnidentifiedImageError" in capsys.readouterr().err
+    monkeypatch.setattr(benchmark.preflight, "HEADER_CHECK_MAX_ROWS", 3)  # and bigger than that: a sample
+    monkeypatch.setattr(benchmark.preflight, "HEADER_SAMPLE_ROWS", 2)
+    argv = with_dataset(tmp_path / "clean", f"folder:{tmp_path / 'clean' / 'images'}")
+    assert main([*argv, "--check", "--results", str(tmp_path / "results")]) == 0
+    assert "ok: 2 of 6 images (evenly spaced) header-checked, the others when first decoded" in capsys.readouterr().out
 
 
 def test_several_problems_are_one_line_each(tmp_path: Path, capsys) -> None:

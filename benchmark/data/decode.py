@@ -27,7 +27,7 @@ holds the row). ``check_image`` is the preflight's check of one stored image (``
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,9 +201,14 @@ def check_image(value: dict[str, Any], full: bool) -> None:
         to_rgb(image)
 
 
-def stored_values(dataset: Any, column: str, batch: int = 512) -> Iterable[dict[str, Any]]:
-    """Every row's stored image value, in row order (read through Arrow, nothing decoded)."""
+def stored_values(dataset: Any, column: str, rows: Sequence[int] | None = None,
+                  batch: int = 512) -> Iterable[dict[str, Any]]:
+    """The stored image value of every row (or of ``rows``), in that order (read through Arrow, nothing
+    decoded)."""
     ds = dataset.select_columns([column]).with_format("arrow")
-    for start in range(0, len(ds), batch):
-        for value in ds[start:start + batch].column(column).to_pylist():
+    order = list(range(len(ds))) if rows is None else [int(r) for r in rows]
+    for start in range(0, len(order), batch):
+        chunk = order[start:start + batch]
+        table = ds[chunk[0]:chunk[-1] + 1] if rows is None else ds[chunk]
+        for value in table.column(column).to_pylist():
             yield value if isinstance(value, dict) else {"bytes": None, "path": value}
