@@ -48,7 +48,7 @@ from .suites import Cell, Suite
 FULL_DECODE_MAX_ROWS = 2000  # splits up to this size are decoded in full; bigger ones get a header check
 HEADER_CHECK_MAX_ROWS = 50_000  # of bigger splits, evenly spaced rows are header-checked
 HEADER_SAMPLE_ROWS = 4096
-_DETAIL_WIDTH = 110  # characters of a problem shown in the table (the whole line goes to stderr)
+_DETAIL_WIDTH = 110  # characters of a result shown in the table (a problem's whole line goes to stderr)
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,12 @@ def _one_line(err: BaseException, kind: str, subject: str) -> str:
         f"{kind} {subject!r}: {type(err).__name__}: {line}"
 
 
+def _short(text: str) -> str:
+    return text if len(text) <= _DETAIL_WIDTH else text[:_DETAIL_WIDTH - 3] + "..."
+
+
 def _failed(kind: str, subject: str, problem: str) -> Finding:
-    short = problem if len(problem) <= _DETAIL_WIDTH else problem[:_DETAIL_WIDTH - 3] + "..."
-    return Finding(kind, subject, f"FAILED: {short}", problem)
+    return Finding(kind, subject, f"FAILED: {problem}", problem)
 
 
 # -- the checks --------------------------------------------------------------------------------------
@@ -400,7 +403,7 @@ class PreflightReport:
     def table(self) -> str:
         from tabulate import tabulate
 
-        rows = [(f.check, f.subject, f.result) for f in self.findings]
+        rows = [(f.check, f.subject, _short(f.result)) for f in self.findings]
         verdict = "passed" if self.ok else f"FAILED ({len(self.problems)} problem(s))"
         cells = f"{self.cells} cell{'s' * (self.cells != 1)} to run"
         head = f"preflight of suite {self.suite!r} ({cells}): {verdict} in {self.seconds:.1f} s"

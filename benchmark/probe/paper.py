@@ -345,7 +345,8 @@ class PaperProbe(ProbeProtocol):
         use_amp = bool(o.amp) and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         # non-finite features would make the scaler skip every step in silence: an error where they appear
-        what = f"features of {backbone.name} in the paper probe" + (" (fp16 autocast; amp=false: fp32)" * use_amp)
+        what = f"features of {backbone.name} in the paper probe"
+        what += " (fp16 autocast; amp=false computes in fp32)" if use_amp else ""
         labels = labels.long().to(device)
         n = len(labels)
         size = backbone.input_size
