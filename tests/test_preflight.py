@@ -292,18 +292,12 @@ def test_eval_of_a_folder_with_a_corrupt_png_names_the_file(tmp_path: Path, caps
     assert not (tmp_path / "results").exists()
 
 
-def resize_short_side_32(image):
-    from benchmark.images import resize_short_side
-
-    return resize_short_side(image, 32)
-
-
 def test_an_image_that_fails_at_its_first_decode_names_its_file(tmp_path: Path) -> None:
     """Images that pass the header check (big splits) get their full check when first decoded: in the
     main process and in a DataLoader worker, the error names the row and the file."""
     from benchmark.data.decode import ImageDecodeError, stored_values
-    from benchmark.embedding import decode_rows
-    from benchmark.registry import DATASETS
+    from benchmark.embedding import embed_rows
+    from benchmark.registry import BACKBONES, DATASETS
     from benchmark.types import Preprocess
 
     root = write_image_folder(tmp_path / "imgs")
@@ -314,7 +308,7 @@ def test_an_image_that_fails_at_its_first_decode_names_its_file(tmp_path: Path) 
     with pytest.raises(ImageDecodeError, match=rf"split 'train': cannot decode the image of row {row} \({victim}\)"):
         data.load([row], Preprocess(36, 32))
     with pytest.raises(ImageDecodeError, match=rf"row {row} \({victim}\).*\(in a DataLoader worker\)"):
-        decode_rows(data, list(range(len(data))), resize_short_side_32, workers=1)
+        embed_rows(BACKBONES.get("tiny_vit").build(), data, batch_size=8, workers=1)
 
 
 def test_a_parquet_row_that_fails_to_decode_names_its_file_and_row(tmp_path: Path) -> None:

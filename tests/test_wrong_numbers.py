@@ -199,7 +199,7 @@ def test_non_finite_features_are_an_error_where_they_are_made() -> None:
 def test_the_paper_probe_stops_on_non_finite_features_instead_of_skipping_steps() -> None:
     from benchmark.probe.paper import PaperProbe, Schedule, _Images
 
-    images = _Images(images=torch.rand(4, 3, 8, 8), device=torch.device("cpu"), preload_max_bytes=1 << 20)
+    images = _Images(images=torch.rand(4, 3, 8, 8), device=torch.device("cpu"))
     schedule = Schedule(epochs=1, batch_size=4, lr=1e-3, full_data=False, n=4)
     with pytest.raises(NonFiniteError, match="features of nan_net in the paper probe: 8 of 16 values"):
         PaperProbe().train_head(images, torch.arange(4), 4, NaNBackbone(), schedule, 3407, torch.device("cpu"))
