@@ -194,6 +194,11 @@ def test_non_finite_features_are_an_error_where_they_are_made() -> None:
         embed_tensor(NaNBackbone(), torch.rand(4, 3, 8, 8))
     x = torch.rand(3, 2)
     assert check_finite(x, "x") is x
+    big = torch.full((4,), 3e38)  # finite, though its sum overflows: the exact check decides
+    assert check_finite(big, "big") is big
+    with pytest.raises(NonFiniteError, match=r"big: 1 of 4 values are not finite \(0 NaN, 1 inf\), the first at "
+                                             r"index 2"):
+        check_finite(torch.tensor([3e38, 3e38, float("inf"), 1.0]), "big")
 
 
 def test_the_paper_probe_stops_on_non_finite_features_instead_of_skipping_steps() -> None:

@@ -109,10 +109,10 @@ def check_state_dict_keys(model: nn.Module, state_dict: dict[str, Tensor], what:
 def check_finite_weights(model: nn.Module, what: str) -> None:
     """Every floating tensor of the model's state dict is finite; else NonFiniteError naming the first
     tensor that is not (a NaN in the weights gives NaN features, and then chance-level "results")."""
-    from ..checks import NonFiniteError, describe_nonfinite
+    from ..checks import NonFiniteError, all_finite, describe_nonfinite
 
     for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not tensor.is_meta and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and not tensor.is_meta and not all_finite(tensor):
             raise NonFiniteError(f"{what}: weight tensor {name!r} holds values that are not finite: "
                                  f"{describe_nonfinite(tensor)}; the weight file is damaged or was saved "
                                  "from a diverged run")
