@@ -16,18 +16,19 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.embedding import embed_tensor
+from benchmark.neutral import neutral
 from benchmark.probe.common import center_view
 from benchmark.registry import METHODS
 from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
 
-from .selection import assemble, class_members, greedy_unique_assignment, require_backbone
+from .selection import assemble, class_members, greedy_unique_assignment, require_backbone, train_features
 
 SOURCE = "lgm"
 
 
 @dataclass
 class NeighborsOptions:
-    batch_size: int = 64  # distilled images embedded per forward pass
+    batch_size: int = neutral(64, key=64)  # distilled images embedded per forward pass
     unique: bool = False  # False: argmax per distilled image (official); True: one-to-one greedy matching
 
 
@@ -69,13 +70,14 @@ class Neighbors(Method):
         if len(labels) and (labels.min() < 0 or labels.max() >= train.num_classes):
             raise ValueError(f"the {SOURCE} artifact has labels outside 0..{train.num_classes - 1}")
         batch_size = self.options.batch_size
+        every = train_features(train, backbone, ctx)
         picks, sims = [], []
         for c in range(train.num_classes):
             rows = torch.nonzero(labels == c).flatten()
             if len(rows) == 0:
                 continue
             members = class_members(train, c, len(rows) if self.options.unique else 1)
-            real = ctx.features(backbone, train, indices=members, autocast=False).to("cpu", torch.float64)
+            real = every[members].to(torch.float64)
             real = F.normalize(real, dim=1)
             fake = F.normalize(embed_images(backbone, distilled.images[rows], batch_size), dim=1)
             sim = fake @ real.T  # distilled x real cosine similarities

@@ -1,7 +1,8 @@
 """Shared pieces of the real-image selection baselines (centroids, k-means, herding, neighbours).
 
-Features are fetched one class at a time through the feature cache (``ctx.features``), so a class of
-ImageNet-1k (about 1,300 images) is the most that is ever held at once, on the CPU. The selection
+The features of every training row are fetched once through the feature cache (``ctx.features``: one
+entry, embedded by one pass of the image stream, shared by every selecting baseline and the full-data
+probe), then sliced class by class; only one class is converted to float64 at a time. The selection
 arithmetic runs in float64 on the CPU: it is cheap next to the backbone forward, and float64 keeps
 near-ties from being decided by rounding.
 """
@@ -32,16 +33,22 @@ def class_members(train: LabeledImages, c: int, need: int) -> Tensor:
     return members
 
 
+def train_features(train: LabeledImages, backbone: Backbone, ctx: RunContext) -> Tensor:
+    """fp32 centre-crop features of every training row (one cache entry), checked for its row count."""
+    feats = ctx.features(backbone, train, autocast=False)
+    if feats.shape[0] != len(train):
+        raise RuntimeError(f"the feature cache returned {feats.shape[0]} rows for the {len(train)} training images")
+    return feats.detach().to("cpu")
+
+
 def per_class_features(train: LabeledImages, backbone: Backbone, ipc: int,
                        ctx: RunContext) -> Iterator[tuple[int, Tensor, Tensor]]:
-    """Yield ``(class, member rows, float64 centre-crop features of those rows)``, one class at a time."""
+    """Yield ``(class, member rows, float64 centre-crop features of those rows)``, one class at a time,
+    from the features of all rows fetched once."""
+    every = train_features(train, backbone, ctx)
     for c in range(train.num_classes):
         members = class_members(train, c, ipc)
-        feats = ctx.features(backbone, train, indices=members, autocast=False)
-        if feats.shape[0] != len(members):
-            raise RuntimeError(f"the feature cache returned {feats.shape[0]} rows for the "
-                               f"{len(members)} images of class {c}")
-        yield c, members, feats.detach().to("cpu", torch.float64)
+        yield c, members, every[members].to(torch.float64)
 
 
 def greedy_unique_assignment(cost: Tensor) -> list[tuple[int, int]]:

@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = sub.add_parser(
         "calibrate", help="measure images/s per backbone and input size on this device (for --dry-run)",
         description="Time a no-grad forward and a forward+backward to the input per backbone and input size "
-                    "on this device, and store the table in the cache, where `run --dry-run` reads it.")
+                    "on this device, and the images/s one decode worker gets on the suite's datasets that are "
+                    "on this machine (nothing is downloaded); store the table in the cache, where "
+                    "`run --dry-run` reads it.")
     calibrate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     calibrate.add_argument("--suite", default=DEFAULT_SUITE, help="the suite whose backbones (and input sizes) "
                            f"to measure (default: {DEFAULT_SUITE})")
@@ -113,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--batch", type=int, default=32, metavar="N", help="images per pass (default 32)")
     calibrate.add_argument("--iterations", type=int, default=5, metavar="N", help="timed passes (default 5)")
     calibrate.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed passes first (default 2)")
+    calibrate.add_argument("--datasets", nargs="+", metavar="NAME", help="time decoding only on these of the "
+                           "suite's datasets")
+    calibrate.add_argument("--decode-rows", type=int, default=128, metavar="N", help="rows timed per dataset "
+                           "and decode (default 128; 0: skip decoding)")
+    calibrate.add_argument("--decode-warmup", type=int, default=8, metavar="N", help="rows decoded untimed first "
+                           "(default 8)")
 
     status = sub.add_parser("status", help="cells done / failed / missing per suite, and the submitted jobs",
                             description="Per suite: the cells done, failed and missing (from the cell files), "
@@ -261,7 +269,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.executor != "inline":
         return run_jobs(args, suite)
     if args.dry_run:
-        print(describe_plan(suite, args.results, device))
+        print(describe_plan(suite, args.results, device, workers=args.workers))
         return 0
     record_suite_file(args, suite)
     remove_killed_runs_temps(args.results)
@@ -396,17 +404,23 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibrate import CalibrationPlan, calibrate, default_entries
+    from .calibrate import CalibrationPlan, DecodePlan, calibrate, calibrate_decode, default_entries
     from .checks import parse_device, usable_device
-    from .cost import calibration_path, save_calibration, suite_resolutions
+    from .cost import calibration_path, save_calibration, suite_decode_needs, suite_resolutions
 
     suite = load_suite(args.suite)
     check_names(BACKBONES, args.backbones)
+    check_names(DATASETS, args.datasets)
+    outside = sorted(set(args.datasets or ()) - set(suite.datasets))
+    if outside:
+        raise UsageError(f"--datasets {' '.join(outside)}: not in suite {suite.name!r} (its datasets: "
+                         f"{', '.join(suite.datasets)})")
     backbones = args.backbones or sorted({*suite.backbones, *(suite.distill_backbones or [])})
     try:
         device = usable_device(parse_device(args.device))
         plan = CalibrationPlan(default_entries(backbones, args.resolutions, lambda b: suite_resolutions(suite, b)),
                                batch=args.batch, warmup=args.warmup, iterations=args.iterations)
+        decode = DecodePlan(args.decode_rows, args.decode_warmup) if args.decode_rows != 0 else None
     except (ValueError, RuntimeError) as err:
         raise UsageError(str(err)) from None
     path = calibration_path(device)
@@ -414,6 +428,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not table.table or len(skipped) == len(set(backbones)):
         raise UsageError(f"nothing measured: the weights of {', '.join(backbones)} are not on this machine; "
                          "download them, or calibrate a backbone that is here (`list backbones`)")
+    if decode is not None:
+        needs = [n for n in suite_decode_needs(suite) if args.datasets is None or n.dataset in args.datasets]
+        calibrate_decode(table, needs, decode)
     save_calibration(table, path)
     print(f"wrote {path}")
     return 0

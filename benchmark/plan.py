@@ -1,6 +1,7 @@
 """What a suite will do before it does it: cells, downloads and an estimate of the work (--dry-run).
 
-The estimate's model is ``benchmark.cost`` (device hours per phase from measured or assumed throughputs).
+The estimate's model is ``benchmark.cost`` (device hours per phase from measured or assumed throughputs and
+decode rates, with the run's decode workers and the machine's preload budget).
 
 Nothing here touches the network: downloads are read from the registries' specs, and "cached" means the
 file is already on this machine.
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .budgets import preload_budget_bytes
 from .cost import describe_estimate, estimate_suite, rates_for
 from .registry import BACKBONES, DATASETS
 from .suites import Suite
@@ -64,9 +66,10 @@ KNOWN_SIZES = {
 
 
 def describe_plan(suite: Suite, results: Path, is_done: Any, device: torch.device | None = None,
-                  calibration: Path | None = None) -> str:
+                  calibration: Path | None = None, workers: int | None = None) -> str:
     """The dry-run text. The estimate uses ``device``'s calibration (``calibration``: another file) when
-    there is one, else the assumed throughputs, and says which."""
+    there is one, else the assumed rates, and says which; ``workers``: the run's decode workers (None:
+    this machine's default)."""
     cells = suite.cells()
     done = [bool(is_done(results, c)) for c in cells]  # one read of each cell file
     lines = [f"suite {suite.name}: {len(cells)} cells ({sum(done)} already done), protocol {suite.protocol}, "
@@ -79,5 +82,10 @@ def describe_plan(suite: Suite, results: Path, is_done: Any, device: torch.devic
     lines += [f"  {dataset_need(d)}" for d in suite.datasets] + [f"  {backbone_need(b)}" for b in backbones]
     rates, warnings = rates_for(device or torch.device("cpu"), calibration)
     lines += warnings
-    lines += describe_estimate(estimate_suite(suite, KNOWN_SIZES, rates))
+    try:
+        budget = preload_budget_bytes()
+    except ValueError as err:  # the run itself stops on it; a dry run says so and goes on
+        lines.append(f"warning: {err}; the estimate preloads nothing")
+        budget = 0
+    lines += describe_estimate(estimate_suite(suite, KNOWN_SIZES, rates, workers=workers, preload_bytes=budget))
     return "\n".join(lines)

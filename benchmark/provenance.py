@@ -45,6 +45,24 @@ def versions() -> str:
     return json.dumps(found, sort_keys=True)
 
 
+@cache
+def device_info(device_type: str, index: int | None = None) -> dict[str, str]:
+    """The accelerator a row ran on: GPU name, the CUDA version torch was built with, the driver
+    version (from ``nvidia-smi``, "" where it cannot be asked); empty strings on a CPU."""
+    if device_type != "cuda" or not torch.cuda.is_available():
+        return {"gpu_name": "", "cuda_version": "", "driver_version": ""}
+    index = torch.cuda.current_device() if index is None else index
+    driver = ""
+    try:
+        found = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=driver_version",
+                                "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        driver = found.stdout.strip().splitlines()[0] if found.returncode == 0 and found.stdout.strip() else ""
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"gpu_name": torch.cuda.get_device_name(index), "cuda_version": torch.version.cuda or "",
+            "driver_version": driver}
+
+
 @dataclass
 class Cost:
     seconds: float = 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import sys
 import traceback
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from .hashing import canonical_json
 from .launch.groups import in_dependency_order, missing_requirements, required_sets, set_key
 from .locks import held, try_hold
 from .registry import BACKBONES, DATASETS, METHODS, PROBES
-from .results import InvalidCellFile, check_cell_file, set_aside, write_cell
+from .results import InvalidCellFile, check_cell_file, read_rows, set_aside, write_cell
 from .suites import Cell, Suite
 from .types import Backbone, LabeledImages, RunContext, SyntheticSet
 
@@ -68,10 +69,44 @@ class Made:
     directory: Path
     cost: dict[str, Any]
     config: dict[str, Any]
+    fresh: bool = False  # made by this run (not loaded from the store)
 
 
 def cell_path(results: Path, cell: Cell) -> Path:
     return Path(results) / "cells" / cell.suite / f"{cell.cell_id}.parquet"
+
+
+def checkpoint_dir(results: Path, cell: Cell) -> Path:
+    """The cell's private directory for work in progress: the rows of finished probe seeds, and the
+    probe's checkpoints (removed once the cell's file is written)."""
+    return Path(results) / "checkpoints" / cell.suite / cell.cell_id
+
+
+class PartialRows:
+    """The rows of a cell's probe seeds finished so far, kept (atomically) until the cell's file is written."""
+
+    FILENAME = "rows.parquet"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / self.FILENAME
+
+    def load(self) -> dict[int, dict[str, Any]]:
+        """Probe seed -> its row; nothing when there is no readable file."""
+        if not self.path.exists():
+            return {}
+        try:
+            frame = read_rows(self.path)
+        except InvalidCellFile as err:
+            log.warning("ignoring the kept probe rows %s (%s); those seeds run again", self.path, err)
+            return {}
+        return {int(row["probe_seed"]): row for row in frame.to_dict("records")}
+
+    def save(self, rows: list[dict[str, Any]]) -> None:
+        write_cell(self.path, rows)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -187,10 +222,13 @@ class Runner:
         cost_dict = dataclasses.asdict(cost)
         self.store.save(key, synset, cost_dict)
         self.summary.made_sets += 1
-        return Made(synset, directory, cost_dict, key.method_config)
+        return Made(synset, directory, cost_dict, key.method_config, fresh=True)
 
     # -- one cell ----------------------------------------------------------------------------------
     def run_cell(self, cell: Cell) -> list[dict[str, Any]]:
+        """The cell's rows, one per probe seed. Each seed's row is kept in the cell's checkpoint directory
+        as soon as its fit ends, so a run killed or preempted part-way redoes only the seeds not done (and a
+        seed's head training resumes from its own checkpoint, where the probe keeps one)."""
         started = now()
         base = self.base_row(cell, started)
         try:
@@ -198,30 +236,42 @@ class Runner:
             made = self.synthetic(cell)
             backbone = self.backbone(cell.eval_backbone)
             protocol = PROBES.get(cell.protocol)(**self.suite.protocol_options.get(cell.protocol, {}))
-            ctx = self.context(made.directory, cell.dataset, cell.distill_backbone, cell.ipc, cell.method_seed)
+            partial = PartialRows(checkpoint_dir(self.results, cell))
+            if made.fresh:  # rows kept for an earlier set of these coordinates are not this set's
+                partial.clear()
+            ctx = dataclasses.replace(
+                self.context(made.directory, cell.dataset, cell.distill_backbone, cell.ipc, cell.method_seed),
+                checkpoint_dir=partial.directory)
             base.update(self.provenance_of(cell, made, protocol.config(), train, test, backbone))
-            # the probe's shared work once, then each seed's head; the rows are built after the last fit
-            # so that nothing but the probe falls inside the cell's probe wall time
-            fits = []
-            with provenance.measure(self.device) as wall:
-                with provenance.measure(self.device) as prep:
-                    prepared = protocol.prepare(made.synset, train, test, backbone, ctx)
-                for seed in cell.probe_seeds:
+            kept = partial.load()
+            rows = [kept[seed] for seed in cell.probe_seeds if seed in kept]
+            todo = [seed for seed in cell.probe_seeds if seed not in kept]
+            if rows:
+                log.info("cell %s: %d of %d probe seeds already done", cell.cell_id, len(rows), len(cell.probe_seeds))
+            n = len(cell.probe_seeds)
+            with provenance.measure(self.device) as wall:  # the probe alone: prepare, then each seed's fit
+                if todo:
+                    with provenance.measure(self.device) as prep:
+                        prepared = protocol.prepare(made.synset, train, test, backbone, ctx)
+                for seed in todo:
                     with provenance.measure(self.device) as fit:
                         result = protocol.fit(prepared, seed)
-                    fits.append((seed, result, fit, now()))
-            n = len(fits)
-            return [{**base, "probe_seed": seed, "top1": result.top1, "top5": result.top5,
-                     "worst_group_top1": result.extra.get("worst_group_top1", float("nan")),
-                     "probe_extra": canonical_json(result.extra),
-                     # this seed's share of the cell's probe time: its fit + 1/n of the shared prepare
-                     "eval_seconds": prep.seconds / n + fit.seconds,
-                     "eval_gpu_seconds": prep.gpu_seconds / n + fit.gpu_seconds,
-                     "eval_peak_mem_bytes": max(prep.peak_mem_bytes, fit.peak_mem_bytes),
-                     "probe_prepare_seconds": prep.seconds, "probe_fit_seconds": fit.seconds,
-                     "probe_wall_seconds": wall.seconds,
-                     "status": "ok", "error": "", "finished_at": finished}
-                    for seed, result, fit, finished in fits]
+                    rows.append({**base, "probe_seed": seed, "top1": result.top1, "top5": result.top5,
+                                 "worst_group_top1": result.extra.get("worst_group_top1", float("nan")),
+                                 "probe_extra": canonical_json(result.extra),
+                                 # this seed's share of the cell's probe time: its fit + 1/n of the shared prepare
+                                 "eval_seconds": prep.seconds / n + fit.seconds,
+                                 "eval_gpu_seconds": prep.gpu_seconds / n + fit.gpu_seconds,
+                                 "eval_peak_mem_bytes": max(prep.peak_mem_bytes, fit.peak_mem_bytes),
+                                 "probe_prepare_seconds": prep.seconds, "probe_fit_seconds": fit.seconds,
+                                 "probe_data_wait_seconds": getattr(prepared, "data_wait_seconds", float("nan")),
+                                 "status": "ok", "error": "", "finished_at": now()})
+                    partial.save(rows)
+            # the whole probe's time: this run's, and the fits of seeds an earlier run finished
+            earlier = sum(float(r["probe_fit_seconds"]) for r in rows[:len(rows) - len(todo)])
+            order = {seed: k for k, seed in enumerate(cell.probe_seeds)}
+            return sorted(({**r, "probe_wall_seconds": wall.seconds + earlier} for r in rows),
+                          key=lambda r: order[r["probe_seed"]])
         except Exception as err:  # one broken cell must not stop the grid; its row says why
             log.debug("cell %s failed", cell.cell_id, exc_info=True)
             message = f"{type(err).__name__}: {err}"
@@ -235,7 +285,9 @@ class Runner:
             "suite": cell.suite, "dataset": cell.dataset, "method": cell.method,
             "distill_backbone": cell.distill_backbone, "eval_backbone": cell.eval_backbone, "ipc": cell.ipc,
             "method_seed": cell.method_seed, "protocol": cell.protocol, "top1": nan, "top5": nan,
-            "worst_group_top1": nan, "device": str(self.device), "cell_id": cell.cell_id,
+            "worst_group_top1": nan, "device": str(self.device),
+            **provenance.device_info(self.device.type, self.device.index), "decode_workers": self.workers,
+            "cell_id": cell.cell_id,
             "config_hash": cell.config_hash,
             "git_sha": provenance.git_sha(), "versions": provenance.versions(), "started_at": started,
         }
@@ -248,6 +300,7 @@ class Runner:
             "distill_seconds": made.cost.get("seconds", float("nan")),
             "distill_gpu_seconds": made.cost.get("gpu_seconds", float("nan")),
             "distill_peak_mem_bytes": made.cost.get("peak_mem_bytes", 0),
+            "distill_data_wait_seconds": made.synset.metadata.get("real_wait_seconds", float("nan")),
             "method_config": canonical_json(made.config), "probe_config": canonical_json(probe_config),
             "artifact": str(made.directory),
             "distill_weight_id": distill.weight_id if distill else "",
@@ -316,6 +369,8 @@ class Runner:
             return
         rows = self.run_cell(cell)
         write_cell(cell_path(self.results, cell), rows)
+        if rows[0]["status"] == "ok":  # the cell's file holds everything its checkpoints held
+            PartialRows(checkpoint_dir(self.results, cell)).clear()
         self.summary.ran += 1
         if rows[0]["status"] != "ok":
             self.summary.failed.append(f"{cell.cell_id}: {rows[0]['error'].splitlines()[0]}")
@@ -349,9 +404,10 @@ class Runner:
                 tqdm.write(f"alignment on {dataset} failed: {type(err).__name__}: {err}")
 
 
-def describe_plan(suite: Suite, results: Path, device: torch.device | None = None) -> str:
+def describe_plan(suite: Suite, results: Path, device: torch.device | None = None,
+                  workers: int | None = None) -> str:
     """The dry-run text: every cell and whether it is done, what it needs, and an estimate of the work
-    (from ``device``'s calibration when there is one)."""
+    (from ``device``'s calibration when there is one, with ``workers`` decode workers)."""
     from .plan import describe_plan as plan
 
-    return plan(suite, Path(results), is_done, device)
+    return plan(suite, Path(results), is_done, device, workers=workers)

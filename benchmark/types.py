@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .neutral import key_view
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -216,6 +218,7 @@ class RunContext:
     load_synthetic: Callable[[str], SyntheticSet | None] = lambda method: None  # same cell, other method
     progress: bool = True
     workers: int = 0  # image decode workers (``benchmark.embedding``); 0: decode in the main process
+    checkpoint_dir: Path | None = None  # the cell's private directory for a probe's checkpoints; None: none
 
 
 @dataclass
@@ -237,7 +240,7 @@ class Method(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    Options: ClassVar[type] = NoOptions  # a dataclass of knobs; every field lands in the config hash
+    Options: ClassVar[type] = NoOptions  # a dataclass of knobs; each lands in the config hash unless neutral
     uses_backbone: ClassVar[bool] = True  # False: one set serves every distilling backbone
     uses_ipc: ClassVar[bool] = True  # False: the set does not depend on ipc (full data)
     paired_seeds: ClassVar[bool] = False  # True: one probe seed per method seed (random real)
@@ -261,7 +264,8 @@ class Method(ABC):
         self.options = make_options(self.Options, options, f"method {self.name!r}")
 
     def config(self) -> dict[str, Any]:
-        return {"method": self.name, **dataclasses.asdict(self.options)}
+        """The method's identity: its options as keys see them (``benchmark.neutral.key_view``)."""
+        return {"method": self.name, **key_view(self.options)}
 
     @abstractmethod
     def synthesize(self, train: LabeledImages, backbone: Backbone | None, ipc: int, seed: int,
@@ -300,7 +304,8 @@ class ProbeProtocol(ABC):
         self.options = make_options(self.Options, options, f"probe {self.name!r}")
 
     def config(self) -> dict[str, Any]:
-        return {"protocol": self.name, **dataclasses.asdict(self.options)}
+        """The probe's identity: its options as keys see them (``benchmark.neutral.key_view``)."""
+        return {"protocol": self.name, **key_view(self.options)}
 
     @abstractmethod
     def prepare(self, synset: SyntheticSet, train: LabeledImages, test: LabeledImages,

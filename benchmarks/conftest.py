@@ -43,6 +43,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "chunked runs (default 64)")
     group.addoption("--scale-input", type=int, default=16, help="input size of the scale simulation's "
                     "ViT-B/16 (default 16: one patch)")
+    # the stream overlap benchmark (test_bench_stream.py)
+    group.addoption("--stream-arch", default="vit_small_patch16_224", help="timm ViT (16 px patches) of the stream "
+                    "benchmark (default vit_small_patch16_224)")
+    group.addoption("--stream-input", type=int, default=32, help="input size of the stream benchmark's ViT "
+                    "(default 32)")
+    group.addoption("--stream-K", type=int, default=1, help="LGM augmentations per image in the stream benchmark")
+    group.addoption("--stream-rounds", type=int, default=5, help="timed rounds of each stream benchmark")
 
 
 def _parse_value(text: str):

@@ -112,11 +112,12 @@ def world_dataset(world: Path, split: str):
     return spec.load(split)
 
 
-def scale_backbone(input_size: int = 32):
-    """A ViT-B/16-shaped random-init ``Backbone`` (seeded) at ``input_size`` px."""
+def scale_backbone(input_size: int = 32, architecture: str = "vit_base_patch16_224"):
+    """A ViT-B/16-shaped (or ``architecture``, a timm ViT with 16 px patches) random-init ``Backbone``
+    (seeded) at ``input_size`` px."""
     from benchmark.backbones.timm_adapter import TimmSpec
 
-    spec = TimmSpec(name="scale_vitb16", description="random-init ViT-B/16 (seed 0) for the scale simulation",
-                    architecture="vit_base_patch16_224", pretrained=False, seed=0, input_size=input_size,
-                    patch_size=16)
+    spec = TimmSpec(name=f"scale_{architecture}", description=f"random-init {architecture} (seed 0) for the "
+                    "scale simulation", architecture=architecture, pretrained=False, seed=0,
+                    input_size=input_size, patch_size=16)
     return spec.build(input_size=input_size)

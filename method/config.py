@@ -3,8 +3,10 @@
 ``LGMConfig`` carries the paper's defaults (docs/method.md). A preset replaces some of them for a
 budget (``paper``, ``embedded_budget``, ``embedded``, ``smoke``); per-field options override the
 preset; an ablation variant pins the field it ablates. Every field lands in the synthetic set's metadata
-and, except those that cannot change a number (``RESULT_NEUTRAL``: ``micro_batch``), in
-``Method.config()`` (hence the result rows' config hash) and a checkpoint's identity.
+and in ``Method.config()`` (hence the result rows' config hash), except that the fields declared
+``neutral`` (``benchmark/neutral.py``: ``micro_batch``, ``checkpoint_every``) cannot change a number:
+an identity holds them at the preset's value or leaves them out, and a checkpoint's identity leaves
+them out.
 
 Two fields may be ``None`` and are then derived from the distilling backbone when the run starts:
 ``crop_res`` (``None``: the backbone's input size) and ``syn_res`` (``None``: ``round(crop_res * 256 /
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
+
+from benchmark.neutral import neutral, neutral_fields
 
 Parameterization = Literal["pyramid", "pixel"]
 Precision = Literal["auto", "fp16", "bf16", "fp32"]
@@ -89,18 +93,16 @@ class LGMConfig:
     # numerics: "auto" is fp16 autocast with the manual x1024 loss scale on CUDA, plain fp32 on CPU
     precision: Precision = "auto"
     loss_scale: float = 1024.0  # applied with fp16 only
-    # bookkeeping
-    checkpoint_every: int = 100  # steps between atomic checkpoints (0: never)
+    # bookkeeping (neutral: an LGM key holds the preset's value, whatever a suite sets)
+    checkpoint_every: int = neutral(100, key=100)  # steps between atomic checkpoints (0: never)
     # Not in the paper; changes memory only, never the result. Images per backbone pass in a step. None:
     # the whole synthetic set x K in one pass with the graph kept (the official step). m: the exact same
     # step in chunks of at most m images (a no-grad pass gives g_syn and dLoss/dz, then each chunk is
     # recomputed with the graph and back-propagates its share; the real batch is embedded in chunks of
     # m too): about one more forward pass, peak activation memory of m images. "auto": on CUDA, m from
     # the free memory and the measured memory of a probe chunk (Distiller.resolve_micro_batch); on a
-    # CPU, None. Left out of the result identity (``RESULT_NEUTRAL``); the metadata records the m used.
-    micro_batch: int | str | None = None
-
-    RESULT_NEUTRAL: ClassVar[tuple[str, ...]] = ("micro_batch",)  # fields that cannot change a number
+    # CPU, None. Neutral: left out of every identity; the metadata records the m used.
+    micro_batch: int | str | None = neutral(None)
 
     def __post_init__(self) -> None:
         problems = []
@@ -156,11 +158,12 @@ class LGMConfig:
         real = self.real_res if self.real_res is not None else syn
         return dataclasses.replace(self, crop_res=crop, syn_res=syn, real_res=real)
 
-    def to_dict(self, result_only: bool = False) -> dict[str, Any]:
-        """JSON-ready (tuples become lists). ``result_only``: without the fields that cannot change a
-        result (``RESULT_NEUTRAL``): what identifies a cell and a checkpoint."""
+    def to_dict(self, result_only: bool = False, omit: frozenset[str] | None = None) -> dict[str, Any]:
+        """JSON-ready (tuples become lists). ``result_only``: without the neutral fields, which cannot
+        change a result (what identifies a checkpoint); ``omit``: without these fields."""
+        drop = neutral_fields(LGMConfig) if result_only else omit or frozenset()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-                if not (result_only and k in self.RESULT_NEUTRAL)}
+                if k not in drop}
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -230,8 +233,8 @@ def options_dataclass() -> type:
     """The ``Options`` of the LGM methods: ``preset`` plus every ``LGMConfig`` field as an optional
     override (``None``: the preset's value; ``"auto"`` for a resolution: derive it from the backbone)."""
     fields: list[tuple[str, Any, Any]] = [("preset", str, field(default="paper"))]
-    for f in dataclasses.fields(LGMConfig):
-        fields.append((f.name, Any, field(default=None)))
+    for f in dataclasses.fields(LGMConfig):  # neutral stays neutral (metadata), with None: the preset's value
+        fields.append((f.name, Any, field(default=None, metadata=f.metadata)))
     options = dataclasses.make_dataclass("LGMOptions", fields)
     options.__module__ = __name__
     return options

@@ -123,7 +123,7 @@ class Distiller:
         if self.cfg.init == "real":  # ipc random training images per class, in label order
             rows = sample_balanced(self.class_rows, self.ipc, self.gen)
             self.init_rows = [int(r) for r in rows]
-            images.start_from(self.real.batch(rows, self.gen).to(self.device))
+            images.start_from(self.real.batch(rows, self.gen, self.device))
         return images
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -232,7 +232,7 @@ class Distiller:
             with torch.no_grad():
                 for start in range(0, len(rows), BANK_BATCH):
                     idx = rows[start:start + BANK_BATCH]
-                    x = self.real.batch(idx, gen).to(self.device, non_blocking=True)
+                    x = self.real.batch(idx, gen, self.device)
                     feats.append(self._features_chunked(augment(x, self.spec, gen, dev_gen)).float())
             self.bank = (torch.cat(feats), self.train_labels[rows].to(self.device))
             self.bank_seconds = time.perf_counter() - started
@@ -251,7 +251,7 @@ class Distiller:
             idx = sample_balanced(self.class_rows, per_class, self.gen)
         else:
             idx = sample_indices(len(self.train), per_class * self.num_classes, self.gen)
-        x = self.real.batch(idx, self.gen).to(self.device, non_blocking=True)
+        x = self.real.batch(idx, self.gen, self.device)
         y = self.train_labels[idx].to(self.device)
         with torch.no_grad():
             z = self._features_chunked(augment(x, self.spec, self.gen, self.dev_gen))
@@ -349,6 +349,8 @@ class Distiller:
         every = self.cfg.checkpoint_every
         bar = tqdm(total=total, initial=self.step_done, desc=f"lgm {self.backbone.name}", unit="step",
                    disable=not self.progress, leave=False)
+        if self.epoch_batches is not None:  # the official loader's rows are known ahead: decode them ahead
+            self.real.plan(self.epoch_batches, self.step_done, total)
         try:
             while self.step_done < total:
                 started = time.perf_counter()
@@ -366,6 +368,7 @@ class Distiller:
                     self.on_step(self.step_done, value)
         finally:
             bar.close()
+            self.real.close()
         return self.final_images()
 
     def final_images(self) -> Tensor:
@@ -388,6 +391,7 @@ class Distiller:
             "step_seconds_total": self.seconds,
             "device": str(self.device), "precision": str(self.dtype).replace("torch.", ""),
             "loss_scale": self.loss_scale, "real_preloaded": self.real.preloaded,
+            "real_wait_seconds": self.real.wait_seconds, "decode_workers": self.real.workers,
             "real_bank_views": 0 if self.bank is None else len(self.bank[1]),
             "real_bank_seconds": self.bank_seconds, "init_rows": self.init_rows,
             "image_size": self.cfg.syn_res,

@@ -6,6 +6,7 @@ import time
 from typing import Any, ClassVar
 
 from benchmark.hashing import stable_hash
+from benchmark.neutral import neutral_fields, result_options
 from benchmark.registry import METHODS
 from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
 
@@ -32,12 +33,15 @@ class LGM(Method):
         super().__init__(**options)
         overrides = {k: v for k, v in vars(self.options).items() if k != "preset"}
         self.lgm_config: LGMConfig = build_config(self.options.preset, overrides, self.fixed)
+        # the identity's config: neutral overrides (checkpoint cadence, micro_batch) fall back to the preset
+        self._key_config = build_config(self.options.preset, result_options(LGMOptions, overrides), self.fixed)
 
     def config(self) -> dict[str, Any]:
         """Every field of the run's config (``crop_res``/``syn_res`` ``None``: derived from the distilling
         backbone's input size, whose identity is part of every artifact key; the metadata has the values),
-        except ``micro_batch``, which cannot change a result and so is not part of the cell's identity."""
-        return {"method": self.name, "preset": self.options.preset, **self.lgm_config.to_dict(result_only=True)}
+        neutral fields as keys see them: ``checkpoint_every`` at the preset's value, ``micro_batch`` left out."""
+        fields = self._key_config.to_dict(omit=neutral_fields(LGMConfig, "omitted"))
+        return {"method": self.name, "preset": self.options.preset, **fields}
 
     @classmethod
     def label(cls, config: dict[str, Any]) -> str | None:

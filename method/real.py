@@ -1,46 +1,67 @@
 """Real training images for LGM: resize the short side to ``res``, random crop ``res`` x ``res``, [0, 1].
 
-Small splits are decoded once and kept as uint8 tensors (one per image, short side ``res``); larger ones
-are decoded per step. Both paths draw the crop positions from the caller's generator in the same way and
-give identical batches, so the choice never changes a result. Either way the rows are decoded through
-``benchmark.embedding.decode_rows`` (DataLoader workers), which gives the same pixels in the same order
-for any number of workers.
+The rows are decoded by one :class:`benchmark.stream.ImageStream` that lives as long as the run (its
+workers never restart between steps) and sends the resized images as uint8. A split whose resized
+pixels fit the machine's preload budget (``benchmark.budgets``) is decoded once into one contiguous
+buffer; a larger one is decoded step by step, and when the loop knows the rows of the coming steps
+ahead (the official epoch loader, :class:`EpochBatches`), :meth:`RealImages.plan` decodes step t+1's
+rows in the background while step t computes. Either way the crop positions are drawn from the caller's
+generator at the step, in the same order, and the crop is cut in this process, so preloading, planning
+and the number of workers never change a result.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+import collections
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
-from benchmark.embedding import check_workers, decode_rows
-from benchmark.images import random_crop, resize_short_side
+from benchmark.budgets import preload_budget_bytes
+from benchmark.embedding import check_workers
+from benchmark.images import random_crop
+from benchmark.stream import Decode, ImageStream, Packed, Prefetcher, requests, to_float
 from benchmark.types import LabeledImages
 
-# Decode the whole split up front when its resized uint8 pixels fit in this many bytes.
-PRELOAD_MAX_BYTES = 256 * 2**20
+log = logging.getLogger(__name__)
 
 
 class RealImages:
-    """``workers``: decode processes (``RunContext.workers``; 0: in this process)."""
+    """The training split's images for LGM. ``workers``: decode processes (``RunContext.workers``; 0: in
+    this process). ``preload``: None decides from the preload budget (``budget`` bytes, default
+    ``benchmark.budgets.preload_budget_bytes()``)."""
 
     def __init__(self, train: LabeledImages, res: int, interpolation: str = "bilinear",
-                 preload: bool | None = None, workers: int = 0) -> None:
+                 preload: bool | None = None, workers: int = 0, budget: int | None = None) -> None:
         self.train = train
         self.res = res
         self.interpolation = interpolation
         self.workers = check_workers(workers)
-        # a module-level function with bound arguments: picklable, should workers ever be spawned
-        self._resize = functools.partial(resize_short_side, size=res, interpolation=interpolation)
+        self.stream = ImageStream(train, Decode(res, None, interpolation), self.workers)
         if preload is None:
-            preload = self.estimated_bytes() <= PRELOAD_MAX_BYTES
-        self.cache: list[Tensor] | None = self._decode_all() if preload else None
+            preload = self.estimated_bytes() <= (preload_budget_bytes() if budget is None else budget)
+        # preloaded: every row resized once, in one buffer (stacked when all share a shape, e.g. square images)
+        self.cache: Tensor | Packed | None = None
+        if preload:
+            self.cache = self.stream.decode(requests(range(len(train))))
+            self.stream.close()  # nothing left to decode
+        self._ahead: Prefetcher | None = None
+        self._planned: collections.deque[list[int]] | None = None
+        self._sync_seconds = 0.0  # decoding in step (rows not planned ahead)
+        self._ahead_seconds = 0.0  # waits of closed plans
 
     @property
     def preloaded(self) -> bool:
         return self.cache is not None
+
+    @property
+    def wait_seconds(self) -> float:
+        """Seconds the loop waited for real images it had planned (decoded ahead) or asked for."""
+        return self._ahead_seconds + (self._ahead.wait_seconds if self._ahead is not None else 0.0) \
+            + self._sync_seconds
 
     def estimated_bytes(self) -> int:
         """uint8 bytes at short side ``res``, assuming the first image's aspect ratio for all."""
@@ -50,22 +71,55 @@ class RealImages:
         w, h = first.size
         return len(self.train) * 3 * self.res * round(self.res * max(w, h) / max(min(w, h), 1))
 
-    def _decode_all(self) -> list[Tensor]:
-        return decode_rows(self.train, range(len(self.train)), self._resize, workers=self.workers)
+    def plan(self, rows_of_step: Callable[[int], Tensor], start: int, stop: int) -> None:
+        """The rows steps ``start``..``stop - 1`` will ask for, known ahead (``rows_of_step(t)``, which
+        must draw from no generator the loop uses): decoded one step ahead in the background."""
+        self.close()
+        if self.cache is not None or start >= stop:
+            return
+        planned: collections.deque[list[int]] = collections.deque()
 
-    def _decode(self, indices: Sequence[int]) -> list[Tensor]:
+        def batches() -> Iterator[list]:  # read by the stream's pass, mostly in the prefetch thread
+            for t in range(start, stop):
+                rows = rows_of_step(t).tolist()
+                planned.append(rows)  # before the batch's first chunk is decoded
+                yield requests(rows)
+
+        self._planned = planned
+        self._ahead = Prefetcher(self.stream, batches(), depth=1)
+
+    def _decode(self, indices: list[int]) -> Tensor | Packed | Sequence[Tensor]:
         if self.cache is not None:
             return [self.cache[i] for i in indices]
-        return decode_rows(self.train, indices, self._resize, workers=self.workers)
+        if self._ahead is not None and self._planned is not None:
+            batch = next(self._ahead)
+            if self._planned.popleft() == indices:  # the rows the batch holds, as decoded
+                return batch
+            log.warning("LGM real images: a step asked for other rows than planned; decoding in step from now on")
+            self.close()
+        started = time.perf_counter()
+        found = self.stream.decode(requests(indices))
+        self._sync_seconds += time.perf_counter() - started
+        return found
 
-    def batch(self, indices: Tensor, gen: torch.Generator) -> Tensor:
-        """Mx3xRxR float in [0, 1] for the given rows, each with a uniform random R x R crop."""
+    def batch(self, indices: Tensor, gen: torch.Generator, device: torch.device | None = None) -> Tensor:
+        """Mx3xRxR float in [0, 1] for the given rows, each with a uniform random R x R crop (on
+        ``device`` when given: the uint8 crops are copied there, then converted)."""
         idx = [int(i) for i in indices]
         offsets = torch.rand(len(idx), 2, generator=gen)
-        out = torch.empty(len(idx), 3, self.res, self.res, dtype=torch.uint8)
-        for k, image in enumerate(self._decode(idx)):
-            out[k] = random_crop(image, self.res, offsets[k])
-        return out.float().div_(255)
+        pin = device is not None and device.type == "cuda"
+        out = torch.empty(len(idx), 3, self.res, self.res, dtype=torch.uint8, pin_memory=pin)
+        images = self._decode(idx)
+        for k in range(len(idx)):
+            out[k] = random_crop(images[k], self.res, offsets[k])
+        return to_float(out, device)
+
+    def close(self) -> None:
+        """Stop decoding ahead (the stream's workers stay for synchronous decodes)."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead_seconds += self._ahead.wait_seconds
+        self._ahead, self._planned = None, None
 
 
 def sample_indices(n_total: int, n: int, gen: torch.Generator) -> Tensor:
@@ -108,10 +162,11 @@ class EpochBatches:
         self._order: tuple[int, Tensor] | None = None
 
     def order(self, epoch: int) -> Tensor:
-        if self._order is None or self._order[0] != epoch:
+        cached = self._order  # read once: the prefetch thread asks for steps ahead of the loop
+        if cached is None or cached[0] != epoch:
             gen = torch.Generator().manual_seed((self.seed + EPOCH_SEED_OFFSET + 7919 * epoch) % 2**63)
-            self._order = (epoch, torch.randperm(self.n_total, generator=gen))
-        return self._order[1]
+            cached = self._order = (epoch, torch.randperm(self.n_total, generator=gen))
+        return cached[1]
 
     def __call__(self, t: int) -> Tensor:
         epoch, pos = divmod(t, self.per_epoch)

@@ -1,5 +1,5 @@
-"""The one embedding path (benchmark/embedding.py): DataLoader decode, worker counts that never change a
-feature, bf16 autocast on CUDA only, and every caller routed through it."""
+"""The one embedding path (benchmark/embedding.py over benchmark/stream.py): worker counts that never
+change a feature, bf16 autocast on CUDA only, and every caller routed through it."""
 
 from __future__ import annotations
 
@@ -10,17 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark import embedding
-from benchmark.embedding import (
-    backbone_device,
-    decode_rows,
-    default_workers,
-    embed_rows,
-    embed_tensor,
-    row_loader,
-)
+from benchmark import embedding, stream
+from benchmark.embedding import backbone_device, default_workers, embed_rows, embed_tensor
 from benchmark.features import FeatureCache
 from benchmark.images import resize_short_side
+from benchmark.stream import Decode, ImageStream, decode_rows, requests
 from benchmark.types import Preprocess, RunContext, SyntheticSet
 from method.real import RealImages
 from tests.toys import ToyBackbone, ToyDataset
@@ -53,7 +47,7 @@ def test_backbone_device_is_where_the_weights_are(backbone):
         backbone.to("cpu")
 
 
-@pytest.mark.parametrize(("cpus", "workers"), [(1, 0), (2, 1), (4, 3), (9, 8), (64, 8)])
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 0), (2, 1), (4, 3), (16, 15), (64, 32)])
 def test_default_workers_from_the_cpus_this_process_may_use(monkeypatch, cpus, workers):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     assert default_workers() == workers
@@ -67,12 +61,17 @@ def test_dataloader_path_gives_exactly_the_in_process_features(train, backbone, 
     assert got.dtype == torch.float32 and got.device.type == "cpu"
     assert got.shape == (len(ROWS), backbone.feature_dim)
     assert torch.equal(got, want)
-    # three batches of 4: the loader really runs the asked number of workers, in order
-    assert row_loader(train, ROWS, preprocess, batch_size=4, workers=workers).num_workers == workers
+    # chunks of 4: the stream really runs the asked number of workers, in order
+    with ImageStream(train, Decode.of(preprocess), workers, chunk=4) as pool:
+        assert torch.equal(pool.decode(requests(ROWS)).float().div(255), train.load(ROWS, preprocess))
+        assert (pool._loader is not None) == (workers > 0)
+        assert pool._loader is None or pool._loader.num_workers == workers
 
 
-def test_one_batch_is_decoded_in_process_and_all_rows_by_default(train, backbone):
-    assert row_loader(train, ROWS, Preprocess(18, 16), batch_size=64, workers=4).num_workers == 0
+def test_one_chunk_is_decoded_in_process_and_all_rows_by_default(train, backbone):
+    with ImageStream(train, Decode.of(Preprocess(18, 16)), 4, chunk=64) as pool:
+        pool.decode(requests(ROWS))
+        assert pool._loader is None  # ten rows, one chunk: no worker round trip
     every = embed_rows(backbone, train, None, batch_size=8, workers=2)
     assert torch.equal(every, in_process(backbone, train, list(range(len(train))), backbone.preprocess, 8))
 
@@ -93,7 +92,7 @@ def test_bad_worker_counts_are_refused(train, bad):
     with pytest.raises(ValueError, match="workers must be an integer >= 0"):
         FeatureCache(progress=False, workers=bad)
     with pytest.raises(ValueError, match="0 = decode in the main process"):
-        decode_rows(train, ROWS, lambda im: im, workers=bad)
+        decode_rows(train, ROWS, Decode(12), workers=bad)
 
 
 def test_feature_cache_is_the_same_for_any_worker_count(tmp_path, train, backbone):
@@ -126,17 +125,16 @@ def test_lgm_real_batches_do_not_depend_on_workers(train, preload):
     batches = [RealImages(train, 12, preload=preload, workers=w).batch(rows, torch.Generator().manual_seed(3))
                for w in (0, 2)]
     assert torch.equal(batches[0], batches[1])
-    pixels = decode_rows(train, rows, lambda im: resize_short_side(im, 12), workers=0)
+    pixels = decode_rows(train, rows, Decode(12), workers=0)
     want = [resize_short_side(train.dataset[int(r)]["image"], 12) for r in rows]
-    assert all(torch.equal(a, b) for a, b in zip(pixels, want, strict=True))
+    assert all(torch.equal(pixels[i], b) for i, b in enumerate(want))
 
 
 def test_decode_rows_in_workers_keeps_order(train):
     rows = list(range(35, -1, -1)) + [4, 4]
-    resize = RealImages(train, 10, preload=False, workers=0)._resize
-    got = decode_rows(train, rows, resize, workers=2)
+    got = decode_rows(train, rows, Decode(10), workers=2)
     assert len(got) == len(rows)
-    assert all(torch.equal(g, resize(train.dataset[r]["image"])) for g, r in zip(got, rows, strict=True))
+    assert all(torch.equal(got[i], resize_short_side(train.dataset[r]["image"], 10)) for i, r in enumerate(rows))
 
 
 def test_paper_probe_workers_come_from_the_run_and_not_its_identity(tmp_path, train, backbone):
@@ -150,7 +148,7 @@ def test_paper_probe_workers_come_from_the_run_and_not_its_identity(tmp_path, tr
     for option, ctx_workers, used in ((None, 2, 2), (None, 0, 0), (1, 2, 1)):
         ctx = RunContext(device=torch.device("cpu"), features=features, artifact_dir=tmp_path, workers=ctx_workers)
         probe = PaperProbe(epochs=1, num_workers=option, preload_max_bytes=0)  # decoded per batch
-        assert probe.prepare(synset, train, test, backbone, ctx).images.num_workers == used
+        assert probe.prepare(synset, train, test, backbone, ctx).images.stream.workers == used
 
 
 def test_runner_hands_its_workers_to_the_cache_and_the_contexts(tmp_path):
@@ -189,13 +187,13 @@ def test_smoke_suite_results_do_not_depend_on_workers(tmp_path, monkeypatch, cap
     # batches of 8 rows, so the smoke splits (64 and 32 rows) span several batches and workers decode them
     monkeypatch.setattr(runner_module, "FeatureCache", functools.partial(FeatureCache, batch_size=8))
     used: list[int] = []
+    dataloader = stream.ImageStream._dataloader
 
-    def spy(*args, **kwargs):
-        loader = row_loader(*args, **kwargs)
-        used.append(loader.num_workers)
-        return loader
+    def spy(self):
+        used.append(self.workers)
+        return dataloader(self)
 
-    monkeypatch.setattr(embedding, "row_loader", spy)
+    monkeypatch.setattr(stream.ImageStream, "_dataloader", spy)
     frames, seen = {}, {}
     for workers in (0, 2):
         monkeypatch.setenv("LGM_BENCH_CACHE", str(tmp_path / f"cache{workers}"))
@@ -206,8 +204,8 @@ def test_smoke_suite_results_do_not_depend_on_workers(tmp_path, monkeypatch, cap
         frames[workers] = read_results(results).sort_values(["cell_id", "probe_seed"]).reset_index(drop=True)
         seen[workers] = set(used)
     capsys.readouterr()
-    # the decodes went through the DataLoader path with the asked workers (0 for a single batch)
-    assert seen[0] == {0} and 2 in seen[2] and seen[2] <= {0, 2}
+    # with workers, decodes of more than one chunk went through the pool; without, none did
+    assert seen[0] == set() and seen[2] == {2}
     a, b = frames[0], frames[2]
     assert len(a) == 7 and (a.status == "ok").all()  # one probe seed: one row per cell
     assert list(a.cell_id) == list(b.cell_id)  # workers are in no cell id or config hash

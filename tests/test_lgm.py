@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from benchmark.augment import CropParams, CropSpec, apply_crops, sample_crops
+from benchmark.neutral import neutral_fields
 from benchmark.registry import METHODS
 from benchmark.types import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneIdentity, LabeledImages, RunContext
 from method import checkpoint
@@ -304,9 +305,11 @@ def test_paper_defaults_presets_and_variants():
     assert conf["method"] == "lgm" and conf["preset"] == "embedded" and conf["steps"] == 7
     assert conf["crop_scale"] == [0.2, 0.9] and conf["noise_mean"] == PRESETS["embedded"]["noise_mean"]
     assert METHODS.get("lgm")().config()["noise_mean"] == LGMConfig().noise_mean == 0.5  # paper-time default
-    # every field that can change a number is in the cell's identity; micro_batch (memory only) is not
-    assert set(LGMConfig.field_names()) - set(LGMConfig.RESULT_NEUTRAL) <= set(conf)
-    assert LGMConfig.RESULT_NEUTRAL == ("micro_batch",) and "micro_batch" not in conf
+    # every field that can change a number is in the cell's identity; micro_batch (memory only) is not,
+    # and checkpoint_every (cadence only) is held at the preset's value
+    assert set(LGMConfig.field_names()) - neutral_fields(LGMConfig) <= set(conf)
+    assert neutral_fields(LGMConfig) == {"micro_batch", "checkpoint_every"} and "micro_batch" not in conf
+    assert conf["checkpoint_every"] == PRESETS["embedded"]["checkpoint_every"]
     json.dumps(conf)
     assert METHODS.get("lgm")().config()["steps"] == 5000
     assert METHODS.get("lgm_no_decorrelate")().config()["decorrelate"] is False
@@ -369,10 +372,13 @@ def test_killed_run_resumes_from_checkpoint_to_identical_images(tmp_path):
     assert torch.equal(images, reference)
     assert len(resumed.loss_curve) == 9
 
-    # a checkpoint of another config is ignored, not resumed
+    # a checkpoint of another config is ignored, not resumed; another cadence (neutral) is resumed
     other = Distiller(toy_config(steps=8, grow_every=2, checkpoint_every=3, lr=1e-3), train, toy_backbone(),
                       ipc=2, seed=7, artifact_dir=killed_dir)
     assert not other.try_resume() and other.step_done == 0
+    cadence = Distiller(toy_config(steps=8, grow_every=2, checkpoint_every=5), train, toy_backbone(),
+                        ipc=2, seed=7, artifact_dir=killed_dir)
+    assert cadence.try_resume() and cadence.step_done == 9
 
 
 def test_synthesize_through_the_registry_writes_grid_and_metadata(tmp_path):

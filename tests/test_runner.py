@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmark import provenance
+from benchmark.embedding import default_workers
 from benchmark.features import FeatureCache
 from benchmark.registry import BACKBONES, DATASETS, METHODS
 from benchmark.results import COLUMNS, read_results
@@ -90,6 +91,24 @@ def test_rows_schema_and_provenance(tmp_path) -> None:
     assert (full.n_train == 36).all() and (full.ipc == 0).all()
     rand = frame[frame.method == "random_real"]
     assert sorted(rand.method_seed.unique()) == [0, 1] and (rand.n_train == 3).all()
+    # the machine and the decode: on a CPU no GPU fields; the run's workers; no set here waited on images
+    assert (frame.gpu_name == "").all() and (frame.cuda_version == "").all() and (frame.driver_version == "").all()
+    assert (frame.decode_workers == default_workers()).all()
+    assert frame.distill_data_wait_seconds.isna().all()  # no set of this suite decodes real images per step
+
+
+def test_lgm_and_paper_probe_rows_say_how_long_they_waited_for_images(tmp_path) -> None:
+    suite = make_suite(methods=["lgm", "random_real"], method_options={"lgm": {"preset": "smoke"}}, seeds=1,
+                       protocol="paper", protocol_options={"paper": {"epochs": 2, "preload_max_bytes": 0}},
+                       backbones=["toy_a"])
+    runner = Runner(suite, tmp_path / "results", progress=False, workers=1,
+                    features=FeatureCache(tmp_path / "features", progress=False))
+    assert runner.run().ok
+    frame = read_results(tmp_path / "results")
+    lgm, rand = frame[frame.method == "lgm"], frame[frame.method == "random_real"]
+    assert (lgm.distill_data_wait_seconds >= 0).all() and rand.distill_data_wait_seconds.isna().all()
+    assert (rand.probe_data_wait_seconds > 0).all()  # decoded per epoch through the stream (no preload)
+    assert (frame.decode_workers == 1).all()
 
 
 def git_head(directory: Path = REPO) -> str | None:

@@ -22,21 +22,29 @@ size (256 for a 224 backbone), then augmented like synthetic images.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
+import hashlib
+import logging
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import checkpoints
 from ..augment import flip_random_resized_crop
+from ..budgets import preload_budget_bytes
 from ..checks import check_finite
-from ..embedding import backbone_device, decode_rows
-from ..images import random_crop, resize_short_side
+from ..embedding import backbone_device
+from ..images import random_crop
+from ..neutral import neutral
 from ..registry import PROBES
+from ..stream import Decode, ImageStream, Packed, Prefetcher, decode_rows, requests, to_float
 from ..types import (
     Backbone,
     LabeledImages,
@@ -49,6 +57,8 @@ from ..types import (
 )
 from .common import check_inputs, init_head, load_test_features, set_image_preprocess, training_crop
 from .metrics import score_logits
+
+log = logging.getLogger(__name__)
 
 FULL_DATA_CROPS = ("auto", "random", "center")
 # Datasets whose official loader gives its training split the test transform (Resize + CenterCrop):
@@ -91,11 +101,14 @@ class PaperOptions:
     # fixed centre crop, this project's earlier choice), "auto": random except where the official
     # loader centre-crops its train split (Spawrious)
     full_data_crop: str = "auto"
-    preload_max_bytes: int = 1 << 30  # real images are decoded once when they fit, else per batch
-    # decoding workers when real images are decoded per batch; None: the run's ``--workers``. It
-    # cannot change a result, so it is left out of the probe's config (and of every cell's identity)
-    num_workers: int | None = None
-    eval_batch_size: int = 8192
+    # How fast, never what: neutral fields (benchmark/neutral.py) that no cell id holds.
+    # real rows decoded once when their pixels fit (None: the machine's preload budget, benchmark.budgets)
+    preload_max_bytes: int | None = neutral(None, key=1 << 30)
+    num_workers: int | None = neutral(None)  # decode workers; None: the run's ``--workers``
+    eval_batch_size: int = neutral(8192, key=8192)  # test features scored per matrix product
+    # epochs between checkpoints of a seed's head (0: only on a preemption signal); a killed or
+    # preempted training resumes from the last one to the same numbers
+    checkpoint_every: int = neutral(10)
 
     def __post_init__(self) -> None:
         if self.full_data_crop not in FULL_DATA_CROPS:
@@ -119,117 +132,85 @@ class Schedule:
 
 
 class _Images:
-    """Where training batches come from: an in-memory tensor or real images decoded per batch.
+    """Where training batches come from: in-memory images, or real rows through the image stream.
 
-    Real rows are decoded as ``preprocess`` says (short side ``resize``, centre crop ``crop``), or, with
-    ``random_crop``, only resized (short side ``resize``) and cropped to ``crop`` at the offsets the
-    caller draws for each batch (:meth:`batches`' ``crops``).
+    Real rows are decoded as ``preprocess`` says (short side ``resize``, crop ``crop``): at the centre,
+    or, with ``random_crop``, at the offsets the caller draws for each epoch (:meth:`batches`'
+    ``crops``). Rows whose uint8 pixels fit ``budget`` bytes are decoded once (centre crops, stacked, on
+    the device; random-crop sources resized but uncropped, in host memory, cut per batch); larger sets
+    are decoded per epoch by one :class:`~benchmark.stream.ImageStream` kept for every epoch, the
+    workers cropping at the drawn offsets, batches assembled and copied to the device ahead.
     """
 
     def __init__(self, images: Tensor | None = None, train: LabeledImages | None = None,
                  rows: Tensor | None = None, preprocess: Preprocess | None = None, num_workers: int = 0,
-                 device: torch.device | None = None, preload_max_bytes: int = 1 << 30,
-                 random_crop: bool = False) -> None:
+                 device: torch.device | None = None, budget: int = 1 << 30, random_crop: bool = False) -> None:
         self.device = device or torch.device("cpu")
-        self.train, self.rows, self.preprocess, self.num_workers = train, rows, preprocess, num_workers
-        self.random_crop = random_crop
-        self.tensor: Tensor | None = None
-        self.resized: list[Tensor] | None = None  # random_crop: decoded once, uncropped (uint8, CPU)
+        self.rows, self.random_crop = rows, random_crop
+        self.side = preprocess.crop if preprocess is not None else 0
+        self.tensor: Tensor | None = None  # in memory (on the device when it fits)
+        self.resized: Tensor | Packed | None = None  # random_crop, preloaded: each row resized, uncropped
+        self.stream: ImageStream | None = None  # decoded per epoch
+        self.wait_seconds = 0.0  # how long the probe waited for decoded batches
         if images is not None:
             nbytes = images.numel() * images.element_size()
-            self.tensor = images.to(self.device) if nbytes <= preload_max_bytes else images
+            self.tensor = images.to(self.device) if nbytes <= budget else images
+            return
+        assert train is not None and rows is not None and preprocess is not None
+        decode = Decode.of(preprocess)
+        if random_crop and _resized_bytes(train, rows, preprocess.resize) <= budget:
+            whole = Decode(preprocess.resize, None, preprocess.interpolation)
+            self.resized = decode_rows(train, rows, whole, workers=num_workers)
+        elif not random_crop and len(rows) * decode.item_bytes() <= budget:
+            started = time.perf_counter()
+            self.tensor = decode_rows(train, rows, decode, workers=num_workers).to(self.device)
+            self.wait_seconds += time.perf_counter() - started
         else:
-            assert train is not None and rows is not None and preprocess is not None
-            if random_crop:
-                if self._resized_bytes() <= preload_max_bytes:  # decoded once, by the run's workers
-                    resize = functools.partial(resize_short_side, size=preprocess.resize,
-                                               interpolation=preprocess.interpolation)
-                    self.resized = decode_rows(train, rows, resize, workers=num_workers)
-                return
-            nbytes = len(rows) * 3 * preprocess.crop ** 2  # decoded as uint8
-            if nbytes <= preload_max_bytes:
-                self.tensor = self._decode(rows).to(self.device)
+            self.stream = ImageStream(train, decode, num_workers)
 
-    def _decode(self, rows: Tensor) -> Tensor:
-        assert self.train is not None and self.preprocess is not None
-        return (self.train.load(rows, self.preprocess) * 255).round_().to(torch.uint8)
-
-    def _decode_resized(self, row: int) -> Tensor:
-        """One row, short side resized to ``preprocess.resize``, not cropped: 3 x H x W uint8."""
-        assert self.train is not None and self.preprocess is not None
-        image = self.train.dataset[int(row)][self.train.image_column]
-        return resize_short_side(image, self.preprocess.resize, self.preprocess.interpolation)
-
-    def _resized_bytes(self) -> int:
-        """uint8 bytes of every row resized, assuming the first row's aspect ratio for all."""
-        assert self.train is not None and self.rows is not None and self.preprocess is not None
-        if len(self.rows) == 0:
-            return 0
-        w, h = self.train.dataset[int(self.rows[0])][self.train.image_column].size
-        side = self.preprocess.resize
-        return len(self.rows) * 3 * side * round(side * max(w, h) / max(min(w, h), 1))
-
-    def batches(self, order: Tensor, batch_size: int,
-                crops: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-        """(images as float in [0, 1] on the device, positions in the set) for each batch of ``order``.
+    def batches(self, order: Tensor, batch_size: int, crops: Tensor | None = None,
+                start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """(images as float in [0, 1] on the device, positions in the set) for each batch of ``order``,
+        from batch ``start`` on (a training resumed mid-epoch).
 
         ``crops`` (N x 2 uniforms, one row per position of the set) places the random crops of a
         ``random_crop`` source; other sources ignore it."""
-        chunks = list(order.split(batch_size))
+        chunks = list(order.split(batch_size))[start:]
+        if not chunks:
+            return
         if self.random_crop:
-            assert crops is not None and self.preprocess is not None
-            side = self.preprocess.crop
-            if self.resized is not None:
-                for pos in chunks:
-                    yield self._cropped([self.resized[int(p)] for p in pos], pos, crops, side), pos
-                return
-            from torch.utils.data import DataLoader
-
-            loader = DataLoader(_ResizedRowDataset(self), batch_sampler=[c.tolist() for c in chunks],
-                                num_workers=self.num_workers, collate_fn=list)
-            for pos, images in zip(chunks, loader, strict=True):
-                yield self._cropped(images, pos, crops, side), pos
+            assert crops is not None
+        if self.resized is not None:
+            assert crops is not None
+            for pos in chunks:
+                cut = torch.stack([random_crop(self.resized[int(p)], self.side, crops[int(p)]) for p in pos])
+                yield to_float(cut, self.device), pos
             return
         if self.tensor is not None:
             for pos in chunks:
-                yield self._as_float(self.tensor[pos.to(self.tensor.device)]), pos
+                yield to_float(self.tensor[pos.to(self.tensor.device)], self.device), pos
             return
-        if self.rows is not None and self.train is not None:
-            from torch.utils.data import DataLoader
+        assert self.stream is not None and self.rows is not None
+        rows = self.rows
+        asked = (requests(rows[pos].tolist(), crops[pos] if self.random_crop else None) for pos in chunks)
+        with Prefetcher(self.stream, asked, device=self.device, depth=2) as ahead:
+            try:
+                for pos, x in zip(chunks, ahead, strict=True):
+                    yield to_float(x, self.device), pos
+            finally:
+                self.wait_seconds += ahead.wait_seconds
 
-            loader = DataLoader(_RowDataset(self), batch_sampler=[c.tolist() for c in chunks],
-                                num_workers=self.num_workers, collate_fn=torch.stack)
-            for pos, x in zip(chunks, loader, strict=True):
-                yield self._as_float(x), pos
-            return
-        raise AssertionError("unreachable")
-
-    def _cropped(self, images: list[Tensor], pos: Tensor, crops: Tensor, side: int) -> Tensor:
-        return self._as_float(torch.stack([random_crop(im, side, crops[int(p)])
-                                           for im, p in zip(images, pos, strict=True)]))
-
-    def _as_float(self, x: Tensor) -> Tensor:
-        x = x.to(self.device, non_blocking=True)
-        return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
 
 
-class _RowDataset(torch.utils.data.Dataset):
-    def __init__(self, images: _Images) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        assert self.images.rows is not None
-        return len(self.images.rows)
-
-    def __getitem__(self, pos: int) -> Tensor:
-        assert self.images.rows is not None
-        return self.images._decode(self.images.rows[pos:pos + 1])[0]
-
-
-class _ResizedRowDataset(_RowDataset):
-    def __getitem__(self, pos: int) -> Tensor:
-        assert self.images.rows is not None
-        return self.images._decode_resized(int(self.images.rows[pos]))
+def _resized_bytes(train: LabeledImages, rows: Tensor, side: int) -> int:
+    """uint8 bytes of every row resized to short side ``side``, assuming the first row's aspect ratio."""
+    if len(rows) == 0:
+        return 0
+    w, h = train.dataset[int(rows[0])][train.image_column].size
+    return len(rows) * 3 * side * round(side * max(w, h) / max(min(w, h), 1))
 
 
 @dataclass
@@ -244,6 +225,13 @@ class PaperPrepared(PreparedProbe):
     device: torch.device
     train_crop: str | None  # "random", "center", or None for in-memory images
     progress: bool
+    set_digest: str = ""  # sha256 of the set's labels and images (or rows): what a checkpoint belongs to
+    checkpoint_dir: Path | None = None  # where each seed's head training keeps its checkpoint
+
+    @property
+    def data_wait_seconds(self) -> float:
+        """Seconds the training loop (and the set's one-time decode) waited for decoded images."""
+        return self.images.wait_seconds
 
 
 @PROBES.register("paper")
@@ -253,12 +241,6 @@ class PaperProbe(ProbeProtocol):
     name = "paper"
     description = "paper protocol: flip+RRC through the backbone, Adam lr=1e-3*min(100,N)/256, cosine, 1000 ep"
     Options = PaperOptions
-
-    def config(self) -> dict[str, Any]:
-        """The options without ``num_workers``, which cannot change a result."""
-        config = super().config()
-        config.pop("num_workers")
-        return config
 
     def schedule(self, n: int, full_data: bool = False) -> Schedule:
         """Epochs, batch size and peak learning rate for a set of ``n`` images."""
@@ -293,15 +275,21 @@ class PaperProbe(ProbeProtocol):
                                                                   ctx.workers),
             labels=synset.labels, x_test=load_test_features(ctx.features, backbone, test),
             schedule=self.schedule(len(synset), self.is_full_data(synset)), backbone=backbone, device=device,
-            train_crop=crop, progress=ctx.progress)
+            train_crop=crop, progress=ctx.progress, set_digest=set_digest(synset),
+            checkpoint_dir=ctx.checkpoint_dir)
 
     def fit(self, prepared: PreparedProbe, seed: int) -> ProbeResult:
         """Train the head of ``seed`` through the backbone and score it on the test features."""
         assert isinstance(prepared, PaperPrepared)
         o: PaperOptions = self.options
         p, schedule = prepared, prepared.schedule
+        resume = None
+        if p.checkpoint_dir is not None:
+            identity = {"probe": self.config(), "seed": int(seed), "schedule": dataclasses.asdict(schedule),
+                        "set": p.set_digest, "backbone": p.backbone.identity.key(), "train_crop": p.train_crop}
+            resume = Resume(Path(p.checkpoint_dir) / f"probe-seed{int(seed)}.pt", identity, o.checkpoint_every)
         weight, bias, last_loss = self.train_head(p.images, p.labels, p.num_classes, p.backbone, schedule,
-                                                  int(seed), p.device, progress=p.progress)
+                                                  int(seed), p.device, progress=p.progress, resume=resume)
         logits = _predict(p.x_test, weight, bias, o.eval_batch_size)
         scores = score_logits(logits, p.test.labels, p.test.groups)  # test labels: read here only
         extra: dict[str, Any] = {
@@ -317,23 +305,29 @@ class PaperProbe(ProbeProtocol):
     def _images(self, synset: SyntheticSet, train: LabeledImages, backbone: Backbone,
                 device: torch.device, random_crop: bool = False, workers: int = 0) -> _Images:
         o: PaperOptions = self.options
+        budget = preload_budget_bytes() if o.preload_max_bytes is None else int(o.preload_max_bytes)
         if synset.images is not None:
-            return _Images(images=synset.images.detach(), device=device, preload_max_bytes=o.preload_max_bytes)
+            return _Images(images=synset.images.detach(), device=device, budget=budget)
         preprocess = set_image_preprocess(backbone)
         assert synset.indices is not None
         return _Images(train=train, rows=torch.as_tensor(synset.indices).long(), preprocess=preprocess,
                        num_workers=workers if o.num_workers is None else o.num_workers, device=device,
-                       preload_max_bytes=o.preload_max_bytes,
-                       random_crop=random_crop)
+                       budget=budget, random_crop=random_crop)
 
     def train_head(self, images: _Images, labels: Tensor, num_classes: int, backbone: Backbone,
-                   schedule: Schedule, seed: int, device: torch.device,
-                   progress: bool = False) -> tuple[Tensor, Tensor, float]:
+                   schedule: Schedule, seed: int, device: torch.device, progress: bool = False,
+                   resume: Resume | None = None) -> tuple[Tensor, Tensor, float]:
         """Train one head; returns (weight C x D, bias C) on the CPU and the last epoch's mean loss.
 
         Per epoch the generator draws, in this order: the shuffle, the random 256 crops (random-crop
-        sources only, one pair of uniforms per image), then each batch's flip + random resized crop."""
+        sources only, one pair of uniforms per image), then each batch's flip + random resized crop.
+        With ``resume``, the training is saved every ``resume.every`` epochs and at the batch where a
+        preemption signal is taken up (``benchmark.preemption``), and continues from such a save: the
+        generator's state, the head, Adam's and the scaler's state, the epoch's order and crops, and the
+        loss summed so far, so a resumed training ends with the same head."""
         from tqdm.auto import tqdm
+
+        from .. import preemption
 
         o: PaperOptions = self.options
         spec = training_crop(o.min_scale, o.crop_fit)
@@ -351,14 +345,34 @@ class PaperProbe(ProbeProtocol):
         n = len(labels)
         size = backbone.input_size
         last_loss = float("nan")
-        for epoch in tqdm(range(schedule.epochs), desc=f"paper probe (seed {seed})", leave=False,
-                          disable=not progress):
+        at = _Position()  # where the training is: what a save holds besides the head and optimiser
+        saved = resume.load() if resume is not None else None
+        if saved is not None:
+            with torch.no_grad():
+                weight.copy_(saved["weight"].to(device))
+                bias.copy_(saved["bias"].to(device))
+            optimizer.load_state_dict(saved["optimizer"])
+            scaler.load_state_dict(saved["scaler"])
+            generator.set_state(saved["generator"])
+            at = _Position.of(saved["position"], device)
+            last_loss = float(saved["last_loss"])
+
+        def save() -> None:
+            assert resume is not None
+            resume.save({"weight": weight.detach().cpu(), "bias": bias.detach().cpu(),
+                         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                         "generator": generator.get_state(), "position": at.state(), "last_loss": last_loss})
+
+        bar = tqdm(range(schedule.epochs), desc=f"paper probe (seed {seed})", leave=False, disable=not progress,
+                   initial=at.epoch)
+        for epoch in range(at.epoch, schedule.epochs):
             for group in optimizer.param_groups:  # CosineAnnealingLR(T_max=epochs, eta_min=0), per epoch
                 group["lr"] = schedule.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / schedule.epochs))
-            order = torch.randperm(n, generator=generator)
-            crops = torch.rand(n, 2, generator=generator) if images.random_crop else None
-            total, count = torch.zeros((), device=device), 0
-            for x, pos in images.batches(order, schedule.batch_size, crops):
+            if at.order is None:  # a new epoch (not one resumed part-way)
+                at.order = torch.randperm(n, generator=generator)
+                at.crops = torch.rand(n, 2, generator=generator) if images.random_crop else None
+                at.total, at.count = torch.zeros((), device=device), 0
+            for x, pos in images.batches(at.order, schedule.batch_size, at.crops, start=at.batch):
                 x = flip_random_resized_crop(x, size, generator, spec)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                     with torch.no_grad():
@@ -369,10 +383,73 @@ class PaperProbe(ProbeProtocol):
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                total += loss.detach() * len(pos)
-                count += len(pos)
-            last_loss = total.item() / max(count, 1) if epoch == schedule.epochs - 1 else last_loss
+                at.total += loss.detach() * len(pos)
+                at.count += len(pos)
+                at.batch += 1
+                if resume is not None:
+                    preemption.checkpoint_point(save, f"probe seed {seed}, epoch {epoch}, batch {at.batch}")
+            last_loss = at.total.item() / max(at.count, 1) if epoch == schedule.epochs - 1 else last_loss
+            at = _Position(epoch=epoch + 1)
+            bar.update(1)
+            if resume is not None:
+                if resume.every and (epoch + 1) % resume.every == 0 and epoch + 1 < schedule.epochs:
+                    save()
+                preemption.checkpoint_point(save, f"probe seed {seed}, epoch {epoch + 1}")
+        bar.close()
         return weight.detach().float().cpu(), bias.detach().float().cpu(), last_loss
+
+
+@dataclass
+class Resume:
+    """Where one seed's head training keeps its checkpoint, what it belongs to, and how often."""
+
+    path: Path
+    identity: dict[str, Any]
+    every: int = 10  # epochs between checkpoints; 0: only on a preemption signal
+
+    def load(self) -> dict[str, Any] | None:
+        found = checkpoints.load(self.path, self.identity)
+        if found is not None:
+            position = found["position"]
+            log.info("paper probe resumed from %s at epoch %d, batch %d", self.path, position["epoch"],
+                     position["batch"])
+        return found
+
+    def save(self, state: dict[str, Any]) -> None:
+        checkpoints.save(self.path, self.identity, state)
+
+
+@dataclass
+class _Position:
+    """Where a head training is: the next epoch, and inside an epoch begun, its order, crops, the batches
+    done and the loss summed so far."""
+
+    epoch: int = 0
+    batch: int = 0
+    order: Tensor | None = None
+    crops: Tensor | None = None
+    total: Tensor | None = None
+    count: int = 0
+
+    def state(self) -> dict[str, Any]:
+        total = None if self.total is None else self.total.detach().cpu()
+        return {"epoch": self.epoch, "batch": self.batch, "order": self.order, "crops": self.crops,
+                "total": total, "count": self.count}
+
+    @classmethod
+    def of(cls, state: dict[str, Any], device: torch.device) -> _Position:
+        total = state["total"]
+        return cls(int(state["epoch"]), int(state["batch"]), state["order"], state["crops"],
+                   None if total is None else total.to(device), int(state["count"]))
+
+
+def set_digest(synset: SyntheticSet) -> str:
+    """sha256 of a set's labels and images (or selected rows): what the probe's checkpoints belong to."""
+    digest = hashlib.sha256(synset.labels.long().cpu().numpy().tobytes())
+    content = synset.images if synset.images is not None else synset.indices
+    if content is not None:
+        digest.update(content.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _predict(features: Tensor, weight: Tensor, bias: Tensor, batch_size: int) -> Tensor:
