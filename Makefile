@@ -8,7 +8,7 @@ STAMP := $(VENV)/.lgm-bench-installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: setup run report test smoke slow lint bench clean
+.PHONY: setup run report test smoke slow slurm lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ smoke: setup  ## the tiny end-to-end check
 
 slow: setup
 	$(PY) -m pytest -m slow
+
+slurm: setup  ## the tests against a one-node Slurm they start (needs slurm-wlm munge slurmdbd mariadb-server)
+	$(PY) -m pytest -m slurm -rs
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,7 @@ class FullData(Method):
     description = "all real training images (the full-data linear probe, upper reference)"
     uses_backbone = False
     uses_ipc = False
+    job_per_cell = True
 
     def synthesize(self, train: LabeledImages, backbone: Backbone | None, ipc: int, seed: int,
                    ctx: RunContext) -> SyntheticSet:

@@ -81,17 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and summarise them")
     run.add_argument("--workers", type=int, metavar="N", help="image decode workers; default from the CPU "
                      "count; 0 = decode in the main process")
+    rehearse = run.add_argument_group("rehearsal", "a short run on real data before the long one (README: "
+                                      "Rehearse before the long run); its cells are other cells than the "
+                                      "full run's, and the report labels them")
+    rehearse.add_argument("--limit", metavar="N", help="N images per class (an integer), or that fraction of "
+                          "each class (a number between 0 and 1), of the train and the test split; the same "
+                          "rows on every machine and for every backbone")
+    rehearse.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME.OPTION=VALUE",
+                          help="one option of a method, the probe or a backbone of the suite for this run, "
+                               "repeatable: lgm.steps=20, paper.epochs=2, dinov2_vitb14.input_size=56, "
+                               "clip_vitb16.weights=/path/file.safetensors (VALUE as in TOML; "
+                               "method:NAME.OPTION where a name is ambiguous)")
 
-    report = sub.add_parser("report", help="render LaTeX/Markdown tables and figures from results",
-                            description="Read the Parquet results and write tables and figures. Only "
-                                        "the cells made with the settings the suites are defined with now "
-                                        "are reported; stale ones are counted.")
+    report = sub.add_parser("report", help="render LaTeX/Markdown tables, figures and a web page from results",
+                            description="Read the Parquet results and write tables and figures, and "
+                                        "index.html: one static page (open it in a browser; it loads "
+                                        "nothing from the network). Only the cells made with the settings "
+                                        "the suites are defined with now are reported; stale ones are "
+                                        "counted.")
     report.add_argument("--results", type=directory_arg, default=Path("results"), help="results directory")
     report.add_argument("--out", type=directory_arg, default=Path("reports"), help="output directory")
     report.add_argument("--all", action="store_true", help="also report stale cells (made with settings "
                         "no current suite definition gives them), the method labelled by config")
     report.add_argument("--allow-broken", action="store_true", help="report even when some cell files are "
                         "unreadable or invalid (they are left out and listed); default: exit 1")
+    report.add_argument("--html-only", action="store_true", help="write only the page, <out>/index.html (with "
+                        "the CSV of its tables and the PNG figures and images it shows), no LaTeX or Markdown")
 
     parity = sub.add_parser("parity", help="the parity suite's table: top-1 and matching loss per 100 updates",
                             description="Summarise `run --suite parity`: per LGM seed, fast-probe top-1 and "
@@ -209,6 +224,30 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
                          seeds=args.seeds, protocol=args.protocol, distill_backbones=distill)
 
 
+def rehearsal_from_args(args: argparse.Namespace, suite: Suite) -> Suite:
+    """The suite with ``--set`` applied and ``--limit`` set (benchmark.overrides); bad input is a usage error."""
+    if args.limit is None and not args.overrides:
+        return suite
+    from .overrides import OverrideError, parse_assignment, rehearsal_suite
+    from .rehearsal import limit_label, parse_limit
+
+    try:
+        limit = None if args.limit is None else parse_limit(args.limit)
+    except ValueError as err:
+        raise UsageError(f"--limit {args.limit}: {err}") from None
+    for text in args.overrides:
+        try:
+            suite = rehearsal_suite(suite, None, [parse_assignment(text)])
+        except OverrideError as err:
+            raise UsageError(f"--set {text}: {err}") from None
+    suite = rehearsal_suite(suite, limit)
+    what = [f"{limit_label(limit)} of each split" if limit is not None else "",
+            f"--set {', '.join(args.overrides)}" if args.overrides else ""]
+    print(f"rehearsal of suite {suite.name!r}: {'; '.join(w for w in what if w)} (other cells than the full "
+          "run's, labelled in the report)")
+    return suite
+
+
 def remove_killed_runs_temps(results: Path) -> None:
     """Temp files that runs killed part-way left under the results and cache directories."""
     from .paths import cache_root, remove_stale_temps
@@ -247,7 +286,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     given = [f"--{f.replace('_', '-')}" for f in JOB_FLAGS if getattr(args, f) not in (None, [], False)]
     if given and args.executor == "inline":
         raise UsageError(f"{', '.join(given)} apply to jobs: add --executor local or --executor slurm")
-    suite = suite_from_args(args)
+    suite = rehearsal_from_args(args, suite_from_args(args))
     cells = suite.cells()
     if not cells:
         raise UsageError(f"suite {suite.name!r} with these filters has no cells; loosen --methods/--backbones")
@@ -331,6 +370,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .checks import output_directory
+    from .rehearsal import rehearsal_notes
     from .report import build_report
     from .results import scan_results
 
@@ -350,7 +390,8 @@ def cmd_report(args: argparse.Namespace) -> int:
               "above); remove or fix them and rerun `run` to remake those cells, or pass --allow-broken to "
               "report without them", file=sys.stderr)
         return EXIT_FAILED_CELLS
-    rows, notes = report_rows(scan.frame, args.all, args.results)
+    rows, notes, stale = report_rows(scan.frame, args.all, args.results)
+    notes = rehearsal_notes(rows) + notes  # run --limit / --set rows: what their labels stand for
     try:
         output_directory(args.out, "--out")
     except ValueError as err:
@@ -358,19 +399,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     for note in notes:
         print(note)
     try:
-        written = build_report(args.results, args.out, rows=rows, notes=notes,
+        written = build_report(args.results, args.out, rows=rows, notes=notes, stale=stale, html=True,
+                               html_only=args.html_only,
                                warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     except ValueError as err:
         raise UsageError(str(err)) from None
     print(f"wrote {len(written)} files to {args.out}")
-    for path in written:
+    page = args.out / "index.html"
+    shown = [p for p in written if p.parent == args.out]  # the page's images are counted, not listed
+    for path in shown:
         print(f"  {path}")
+    if len(shown) < len(written):
+        print(f"  ... and {len(written) - len(shown)} images under {args.out / 'images'}")
+    print(f"open {page.resolve().as_uri()} in a browser")
     return 0
 
 
-def report_rows(frame: Any, include_stale: bool, results: Path) -> tuple[Any, list[str]]:
+def report_rows(frame: Any, include_stale: bool, results: Path) -> tuple[Any, list[str], Any]:
     """The rows ``report`` shows: those of the current suite definitions, plus the stale ones labelled
-    by config with ``--all``; and what to tell the user about the stale ones."""
+    by config with ``--all``; what to tell the user about the stale ones; and the stale rows (the page
+    counts them)."""
     import pandas as pd
 
     from .report.stale import label_stale
@@ -379,17 +427,17 @@ def report_rows(frame: Any, include_stale: bool, results: Path) -> tuple[Any, li
     split = split_stale(frame, current_definitions(results))
     n = split.stale_cells
     if not n:
-        return split.current, []
+        return split.current, [], split.stale
     if include_stale:
         note = f"included {n} stale cells (made with settings no current suite definition gives them), " \
                "the method labelled by config: `<method> [cfg <hash>]`"
-        return pd.concat([split.current, label_stale(split.stale)], ignore_index=True), [note]
+        return pd.concat([split.current, label_stale(split.stale)], ignore_index=True), [note], split.stale
     if split.current.empty:
         raise UsageError(f"every cell under {results} is stale ({n} cells made with settings no current suite "
                          "definition gives them); rerun the suites, or `report --all` to report them labelled "
                          "by config")
     return split.current, [f"left out {n} stale cells (made with settings no current suite definition gives "
-                           "them); `report --all` includes them, labelled by config"]
+                           "them); `report --all` includes them, labelled by config"], split.stale
 
 
 def cmd_parity(args: argparse.Namespace) -> int:

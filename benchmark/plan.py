@@ -18,6 +18,7 @@ import torch
 from .budgets import preload_budget_bytes
 from .cost import describe_estimate, estimate_suite, rates_for
 from .registry import BACKBONES, DATASETS
+from .rehearsal import limit_label, limited_count
 from .suites import Suite
 
 
@@ -87,5 +88,11 @@ def describe_plan(suite: Suite, results: Path, is_done: Any, device: torch.devic
     except ValueError as err:  # the run itself stops on it; a dry run says so and goes on
         lines.append(f"warning: {err}; the estimate preloads nothing")
         budget = 0
-    lines += describe_estimate(estimate_suite(suite, KNOWN_SIZES, rates, workers=workers, preload_bytes=budget))
+    sizes = KNOWN_SIZES
+    if suite.limit is not None or suite.overrides:  # a rehearsal (run --limit / --set)
+        sizes = {d: (c, limited_count(n, c, suite.limit), limited_count(t, c, suite.limit))
+                 for d, (c, n, t) in KNOWN_SIZES.items()}
+        lines.append(f"rehearsal: {limit_label(suite.limit) + ' of each split' if suite.limit else 'all images'}"
+                     + "".join(f"; {key} = {value!r}" for key, value in suite.overrides.items()))
+    lines += describe_estimate(estimate_suite(suite, sizes, rates, workers=workers, preload_bytes=budget))
     return "\n".join(lines)

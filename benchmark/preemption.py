@@ -34,6 +34,9 @@ The API (``benchmark.launch.jobs`` installs it in every submitit job; loops only
   if it arrived now: submitit checkpoints the job object, requeues the job (``scontrol requeue``) and
   exits. Slurm would not requeue a preempted job that exits on its own within the grace time (it ends
   COMPLETED or FAILED), hence the requeue for SIGTERM too.
+- :func:`stand_down`: called by the job once its work is recorded: later signals are ignored (a
+  time-limit warning that comes while the process exits would otherwise kill it: Python gives the
+  signals their default action back while it shuts down, and Slurm would call the job FAILED).
 - A signal that no safe point takes up within ``patience_s`` (work without safe points: a probe, a
   feature cache being filled) is handed over the same way: a watcher thread re-sends submitit's signal,
   which our handler then passes straight to submitit's, so the job is still requeued in time.
@@ -161,6 +164,16 @@ def hand_over() -> None:
     handler = _restore().get(signum, signal.getsignal(signum))
     if callable(handler):
         handler(signum, None)
+
+
+def stand_down() -> None:
+    """The job's work is done and recorded: ignore our signals from now on (the watcher stands down)."""
+    with _state.lock:
+        if not installed():
+            return
+        _state.handed = True
+        for signum in _state.previous:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _watch(generation: int) -> None:

@@ -88,6 +88,10 @@ SCHEMA = pa.schema([
     ("test_fingerprint", pa.string()),
     ("dataset_revision", pa.string()),  # the Hub revision the rows were read at ("": not pinned, or local)
     ("test_realigned_from", pa.string()),  # JSON: the test split's own class order when realigned by name
+    # a rehearsal (run --limit / --set, benchmark.rehearsal): images per class ("2") or the fraction of each
+    # class ("0.05") both splits were cut to, and the --set overrides as JSON; "" for a plain run
+    ("limit", pa.string()),
+    ("overrides", pa.string()),
     ("git_sha", pa.string()),
     ("versions", pa.string()),  # JSON: lgm-bench, python, torch, timm, open_clip, datasets
     ("started_at", pa.timestamp("us", tz="UTC")),
@@ -170,11 +174,12 @@ def _type_name(t: pa.DataType) -> str:
 
 
 # Columns added after the first release: files written before them are still read (the columns come
-# back empty); such cells are stale by their config hash or, for the probe timing columns, still current.
+# back empty); such cells are stale by their config hash or, for the probe timing columns, still current
+# (and, for limit and overrides, rows of a plain run).
 LATER_COLUMNS = ("distill_backbone_identity", "eval_backbone_identity", "dataset_revision", "test_realigned_from",
                  "probe_prepare_seconds", "probe_fit_seconds", "probe_wall_seconds",
                  "gpu_name", "cuda_version", "driver_version", "decode_workers", "distill_data_wait_seconds",
-                 "probe_data_wait_seconds")
+                 "probe_data_wait_seconds", "limit", "overrides")
 
 
 def _check_schema(schema: pa.Schema) -> None:

@@ -21,14 +21,17 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import provenance
+from . import preemption, provenance
 from .artifacts import ArtifactKey, ArtifactStore
+from .data.limit import limited
 from .embedding import check_workers, default_workers
 from .features import FeatureCache
 from .hashing import canonical_json
 from .launch.groups import in_dependency_order, missing_requirements, required_sets, set_key
+from .launch.records import record_event
 from .locks import held, try_hold
 from .registry import BACKBONES, DATASETS, METHODS, PROBES
+from .rehearsal import limit_text, overrides_text
 from .results import InvalidCellFile, check_cell_file, read_rows, set_aside, write_cell
 from .suites import Cell, Suite
 from .types import Backbone, LabeledImages, RunContext, SyntheticSet
@@ -165,7 +168,9 @@ class Runner:
     def data(self, name: str) -> tuple[LabeledImages, LabeledImages]:
         if name not in self._data:
             spec = DATASETS.get(name)
-            self._data[name] = (spec.load("train"), spec.load("test"))
+            # a rehearsal's rows of each split (run --limit; benchmark.data.limit), else the splits
+            self._data[name] = (limited(spec.load("train"), self.suite.limit),
+                                limited(spec.load("test"), self.suite.limit))
         return self._data[name]
 
     def backbone(self, name: str) -> Backbone:
@@ -221,6 +226,7 @@ class Runner:
             synset = method.synthesize(train, backbone, cell.ipc, cell.method_seed, ctx)
         cost_dict = dataclasses.asdict(cost)
         self.store.save(key, synset, cost_dict)
+        record_event(self.results, "set_made", set=str(directory.relative_to(self.store.root)), cell=cell.cell_id)
         self.summary.made_sets += 1
         return Made(synset, directory, cost_dict, key.method_config, fresh=True)
 
@@ -272,6 +278,7 @@ class Runner:
             order = {seed: k for k, seed in enumerate(cell.probe_seeds)}
             return sorted(({**r, "probe_wall_seconds": wall.seconds + earlier} for r in rows),
                           key=lambda r: order[r["probe_seed"]])
+        # a preemption (benchmark.preemption.Preempted) is no Exception: it passes, the cell is not failed
         except Exception as err:  # one broken cell must not stop the grid; its row says why
             log.debug("cell %s failed", cell.cell_id, exc_info=True)
             message = f"{type(err).__name__}: {err}"
@@ -290,6 +297,7 @@ class Runner:
             "cell_id": cell.cell_id,
             "config_hash": cell.config_hash,
             "git_sha": provenance.git_sha(), "versions": provenance.versions(), "started_at": started,
+            "limit": limit_text(self.suite.limit), "overrides": overrides_text(self.suite.overrides),
         }
 
     def provenance_of(self, cell: Cell, made: Made, probe_config: dict[str, Any], train: LabeledImages,
@@ -367,10 +375,12 @@ class Runner:
         if self._done(cell):
             self.summary.skipped += 1
             return
+        preemption.checkpoint_point(lambda: None, f"cell {cell.cell_id}")  # between cells: nothing to save
         rows = self.run_cell(cell)
         write_cell(cell_path(self.results, cell), rows)
         if rows[0]["status"] == "ok":  # the cell's file holds everything its checkpoints held
             PartialRows(checkpoint_dir(self.results, cell)).clear()
+        record_event(self.results, "cell_written", cell=cell.cell_id, status=rows[0]["status"])
         self.summary.ran += 1
         if rows[0]["status"] != "ok":
             self.summary.failed.append(f"{cell.cell_id}: {rows[0]['error'].splitlines()[0]}")

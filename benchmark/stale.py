@@ -27,6 +27,7 @@ from .registry import SUITES
 from .suites import CellSettings, Suite
 
 COORDINATES = ["suite", "dataset", "method", "distill_backbone", "eval_backbone", "protocol"]
+REHEARSAL_COLUMNS = ["limit", "overrides"]  # what a rehearsal's rows record (benchmark.rehearsal)
 EXTERNAL_PREFIX = "external:"  # method of the rows ``eval`` writes (benchmark.external)
 
 
@@ -42,20 +43,36 @@ class StaleSplit:
         return int(self.stale["cell_id"].nunique())
 
 
-def _expected_hash(settings: dict[str, CellSettings], suites: Mapping[str, Suite], key: tuple) -> str | None:
-    suite = suites.get(key[0])
+def _expected_hash(settings: dict[tuple, CellSettings | None], suites: Mapping[str, Suite], key: tuple) -> str | None:
+    name, dataset, method, distill, evaluate, protocol, limit, overrides = key
+    suite = suites.get(name)
     if suite is None:
         return None
-    if key[0] not in settings:
-        settings[key[0]] = CellSettings(suite)
-    _, dataset, method, distill, evaluate, protocol = key
-    return settings[key[0]].hash(dataset, method, distill, evaluate, protocol)
+    variant = (name, protocol, limit, overrides) if limit or overrides else (name,)
+    if variant not in settings:
+        settings[variant] = CellSettings(suite) if len(variant) == 1 else _rehearsal(suite, protocol, limit, overrides)
+    found = settings[variant]
+    return None if found is None else found.hash(dataset, method, distill, evaluate, protocol)
+
+
+def _rehearsal(suite: Suite, protocol: str, limit: str, overrides: str) -> CellSettings | None:
+    """The settings of a rehearsal's rows: the suite now, with the limit and the overrides they record
+    (None when those no longer apply: the rows are stale)."""
+    from .overrides import rehearsal_suite
+    from .rehearsal import overrides_from_text, parse_limit
+
+    try:
+        return CellSettings(rehearsal_suite(suite.replace(protocol=protocol), parse_limit(limit) if limit else None,
+                                            overrides_from_text(overrides), check=False))
+    except ValueError:  # OverrideError, a limit or JSON that does not read
+        return None
 
 
 def split_stale(frame: pd.DataFrame, suites: Mapping[str, Suite]) -> StaleSplit:
-    """Rows made with the settings ``suites`` (name -> definition) give them now, and the rest."""
-    coords = frame[COORDINATES].fillna("").astype(str)
-    settings: dict[str, CellSettings] = {}
+    """Rows made with the settings ``suites`` (name -> definition) give them now, and the rest. Rows of a
+    rehearsal (``limit``/``overrides``) are judged against the suite with what they record applied."""
+    coords = frame.reindex(columns=[*COORDINATES, *REHEARSAL_COLUMNS]).fillna("").astype(str)
+    settings: dict[tuple, CellSettings | None] = {}
     expected = {key: _expected_hash(settings, suites, key)
                 for key in coords.drop_duplicates().itertuples(index=False, name=None)}
     wanted = [expected[key] for key in coords.itertuples(index=False, name=None)]

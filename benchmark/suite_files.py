@@ -26,7 +26,7 @@ from typing import Any
 
 from .checks import build_options, type_name
 from .registry import BACKBONES, DATASETS, METHODS, PROBES, SUITES, Registry
-from .suites import Cell, Suite
+from .suites import RUN_ONLY_FIELDS, Cell, Suite
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -140,7 +140,7 @@ def _check_backbone_options(reader: _Reader) -> Callable[[str, str, dict[str, An
 def suite_from_table(table: Mapping[str, Any], path: Path) -> Suite:
     """A checked ``Suite`` from a parsed TOML table (``path`` only names the file in messages)."""
     reader = _Reader(path, dict(table))
-    known = [f.name for f in dataclasses.fields(Suite)]
+    known = [f.name for f in dataclasses.fields(Suite) if f.name not in RUN_ONLY_FIELDS]
     for key in table:
         if key not in known:
             raise reader.fail(key, f"unknown key.{_close(key, known)} Known keys: {', '.join(known)}")

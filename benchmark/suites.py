@@ -10,8 +10,10 @@ from typing import Any
 from .hashing import path_safe, stable_hash
 from .identity import backbone_identity, config_hash, dataset_identity, method_identity, probe_identity
 from .registry import METHODS, SUITES
+from .rehearsal import limit_identity
 
 PROBE_SEED_BASE = 3407  # the paper's probe seeds are 3407 + k
+RUN_ONLY_FIELDS = ("limit", "overrides")  # set by `run --limit/--set`, never by a suite file
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ class Suite:
     protocol_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     exclude: list[dict[str, Any]] = field(default_factory=list)
     alignment: bool = False  # also measure mutual-kNN alignment of every backbone pair per dataset
+    # A rehearsal (``run --limit``/``--set``, benchmark.overrides): images per class or a fraction of each
+    # class of both splits (part of every cell's settings when set), and the ``--set`` assignments already
+    # applied to the options above, kept to be recorded in the rows. Neither is a suite file key.
+    limit: int | float | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def options_for(self, method: str, dataset: str) -> dict[str, Any]:
         """The options a method gets on a dataset: the suite's, then the dataset's overrides."""
@@ -136,7 +143,7 @@ class CellSettings:
         s = self.suite
         backbone = lambda name: self._part(
             ("backbone", name), lambda: backbone_identity(name, s.backbone_options.get(name, {})))
-        return {
+        settings = {
             "method": self._part(("method", method, dataset),
                                  lambda: method_identity(method, s.options_for(method, dataset))),
             "probe": self._part(("probe", protocol),
@@ -145,6 +152,9 @@ class CellSettings:
             "distill_backbone": backbone(distill_backbone) if distill_backbone else None,
             "eval_backbone": backbone(eval_backbone),
         }
+        if s.limit is not None:  # only then: the cells of every suite without one keep their ids
+            settings["limit"] = limit_identity(s.limit)
+        return settings
 
     def hash(self, dataset: str, method: str, distill_backbone: str, eval_backbone: str, protocol: str) -> str:
         """The ``config_hash`` of a cell at these coordinates."""

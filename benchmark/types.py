@@ -247,6 +247,9 @@ class Method(ABC):
     # methods whose set of the same (dataset, backbone, ipc, seed) this one reads (``ctx.load_synthetic``):
     # their cells run first, in the same job
     requires: ClassVar[tuple[str, ...]] = ()
+    # True: each cell is a job of its own (the set costs nothing to make and each probe of it is the
+    # long part: a full-data probe of ImageNet-1k is most of a day, four of them no Slurm time limit)
+    job_per_cell: ClassVar[bool] = False
     display_name: ClassVar[str]  # how reports name it ("LGM"); a subclass without one: its ``name``
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

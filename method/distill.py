@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchmark.preemption import checkpoint_point
 from benchmark.types import Backbone, LabeledImages
 
 from . import checkpoint
@@ -366,6 +367,8 @@ class Distiller:
                     self.save_checkpoint()
                 if self.on_step is not None:
                     self.on_step(self.step_done, value)
+                # a job's preemption / time-limit signal: checkpoint this step and stop (benchmark.preemption)
+                checkpoint_point(self.save_checkpoint, f"step {self.step_done}")
         finally:
             bar.close()
             self.real.close()

@@ -91,12 +91,23 @@ def test_groups_follow_the_sets_and_shards_keep_groups_whole() -> None:
         ["full_data"]]
     default = SUITES.get("default")  # two backbones, every set probed by both
     sizes = sorted(len(g) for g in set_groups(default.cells()))
-    assert sizes == [2] * 12 + [4, 4] and sum(sizes) == len(default.cells())
+    # the full-data set is probed by both backbones, a job each (job_per_cell); the other sets' cells share one
+    assert sizes == [1, 1] + [2] * 11 + [4, 4] and sum(sizes) == len(default.cells())
     two = shards(groups, 2)
     assert [len(s) for s in two] == [4, 4] and sorted(c.cell_id for s in two for c in s) == \
         sorted(c.cell_id for c in SMOKE.cells())
     assert [c.method for c in two[0]][:2] == ["lgm", "neighbors"]
     assert len(shards(groups, 20)) == len(groups)
+
+
+def test_full_data_cells_are_one_job_each_at_paper_scale() -> None:
+    cells = SUITES.get("imagenet1k").cells()
+    full = [c for c in cells if c.method == "full_data"]
+    groups = set_groups(cells)
+    alone = [g for g in groups if g[0].method == "full_data"]
+    assert len(full) >= 4 and [len(g) for g in alone] == [1] * len(full)
+    assert sorted(g[0].cell_id for g in alone) == sorted(c.cell_id for c in full)
+    assert all(len(g) > 1 for g in groups if g[0].method == "lgm")  # a set and its probes stay together
 
 
 def test_neighbors_listed_before_lgm_runs_after_it(tmp_path: Path) -> None:
@@ -143,13 +154,14 @@ def test_slurm_dry_run_lists_jobs_and_writes_nothing(tmp_path: Path, capsys) -> 
     assert '"slurm_partition": "gpu"' in out and '"slurm_array_parallelism": 3' in out
     assert '"slurm_additional_parameters": {"account": "abc", "qos": "high"}' in out
     assert '"mem_gb": 64' in out and '"timeout_min": 120' in out and '"gpus_per_node": 1' in out
+    assert '"cpus_per_task": 9' in out and '"slurm_signal_delay_s": 90' in out
     job0 = out.split("job 0: ")[1].split("job 1: ")[0]
     assert job0.startswith("2 cells, 2 sets") and job0.index(" lgm ") < job0.index(" neighbors ")
     assert out.rstrip().endswith("nothing submitted (--dry-run)")
 
 
 def test_slurm_options_become_sbatch_options(tmp_path: Path, monkeypatch) -> None:
-    from benchmark.launch.executors import LaunchOptions, SlurmLauncher
+    from benchmark.launch.executors import LaunchOptions, SlurmLauncher, signal_delay
 
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -164,6 +176,12 @@ def test_slurm_options_become_sbatch_options(tmp_path: Path, monkeypatch) -> Non
                  "--account=abc", "--constraint=h100", "--signal=USR2@90", f"--output={tmp_path}/logs/%j_0_log.out"):
         assert f"#SBATCH {flag}\n" in script, flag
     assert executor._executor.parameters["array_parallelism"] == 3
+    # a one-minute limit is warned 5 s before its end, not 90: Slurm may send it up to 30 s early, and
+    # a warning before the job has started its work would only requeue it
+    short = SlurmLauncher(LaunchOptions("slurm", timeout_min=1)).executor(tmp_path / "logs")
+    script = short._executor._make_submission_file_text("python -m x", "uid")
+    assert "#SBATCH --signal=USR2@5\n" in script and "#SBATCH --cpus-per-task=9\n" in script
+    assert [signal_delay(m) for m in (1, 2, 3, 4, 720)] == [5, 30, 60, 90, 90]
 
 
 @pytest.mark.skipif(shutil.which("srun") is not None, reason="a Slurm cluster would take the job")
@@ -323,7 +341,9 @@ def test_local_jobs_get_the_machine_numbering_of_the_visible_gpus() -> None:
         physical_gpus(1, "GPU-8e1d3f2a")
 
 
-def test_jobs_take_the_run_workers(tmp_path: Path, monkeypatch) -> None:
+def test_jobs_size_their_threads_and_workers_from_the_cpus_they_got(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
     import benchmark.runner as runner_module
     from benchmark.launch.jobs import CellsJob
 
@@ -331,11 +351,33 @@ def test_jobs_take_the_run_workers(tmp_path: Path, monkeypatch) -> None:
 
     class Recording(Runner):
         def __init__(self, *args, **kwargs):
-            seen.append(kwargs.get("workers"))
+            seen.append((kwargs.get("workers"), torch.get_num_threads()))
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(runner_module, "Runner", Recording)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")  # what Slurm tells a task given --cpus-per-task 3
+    before = torch.get_num_threads()
     suite = SUITES.get("smoke")
-    CellsJob(suite, tmp_path, (), workers=0)()
-    CellsJob(suite, tmp_path, ())()
-    assert seen == [0, None]
+    CellsJob(suite, tmp_path, (), workers=0)()  # --workers 0: as asked
+    CellsJob(suite, tmp_path, ())()  # 3 CPUs: 3 torch threads, 2 decode workers beside the main process
+    CellsJob(suite, tmp_path, (), threads=1, workers=5)()
+    assert seen == [(0, 3), (2, 3), (5, 1)]
+    assert torch.get_num_threads() == before  # a job run in-process leaves the threads as they were
+
+
+def test_local_jobs_split_the_cpus_and_slurm_tasks_ask_for_their_workers(monkeypatch) -> None:
+    import benchmark.launch.executors as executors
+    from benchmark.embedding import MAX_DEFAULT_WORKERS
+    from benchmark.launch.executors import LaunchOptions, LocalLauncher, SlurmLauncher
+
+    monkeypatch.setattr(executors, "affinity_cpus", lambda: 16)
+    groups = set_groups(SMOKE.cells())  # 7 groups
+    for jobs, threads, workers in ((8, 2, 1), (2, 8, 7), (1, 16, min(15, MAX_DEFAULT_WORKERS))):
+        planned = LocalLauncher(LaunchOptions("local", jobs=jobs)).plan(groups)
+        assert {(p.threads, p.workers) for p in planned} == {(threads, workers)}, jobs
+    planned = LocalLauncher(LaunchOptions("local", jobs=2, cpus_per_job=3, workers=0)).plan(groups)
+    assert {(p.threads, p.workers) for p in planned} == {(3, 0)}
+    assert SlurmLauncher(LaunchOptions("slurm")).parameters()["cpus_per_task"] == 9  # 8 workers + the main one
+    assert SlurmLauncher(LaunchOptions("slurm", workers=3)).parameters()["cpus_per_task"] == 4
+    assert SlurmLauncher(LaunchOptions("slurm", workers=3, cpus_per_job=2)).parameters()["cpus_per_task"] == 2
+    assert [p.workers for p in SlurmLauncher(LaunchOptions("slurm", workers=3)).plan(groups)] == [3] * 7

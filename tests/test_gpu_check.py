@@ -45,7 +45,7 @@ def test_jpeg_mode_runs_on_the_cpu_and_writes_its_files(tmp_path, capsys) -> Non
     assert (probe["classes"], probe["per_class"], probe["images"]) == (4, 2, 8)
     for run in probe["runs"].values():  # one epoch of 8 images: one batch, random 37 px crops of each
         assert (run["steps"], run["batch_size"], run["train_crop"]) == (1, 8, "random") and run["seconds"] > 0
-        assert 0 <= run["data_wait_s"]
+        assert run["data_wait_s"] >= 0
     assert probe["gpu_idle_share"] == pytest.approx(
         max(0.0, 1 - probe["epoch_s_preloaded"] / probe["epoch_s_decoding"]))
     # the world the case and the probe read: one Hub-layout parquet world, 4 classes x 2 JPEGs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -90,3 +91,66 @@ def test_a_suite_file_run_shows_up_with_and_without_suite(tmp_path: Path, capsys
     assert capsys.readouterr().out.startswith("suite offline_example: 4 cells: 1 done, 0 failed, 3 missing")
     assert main(["status", "--results", str(results), "--suite", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml" in capsys.readouterr().err
+
+
+def test_sacct_and_squeue_lines_become_each_tasks_runs() -> None:
+    from benchmark.launch.accounting import expand_ids, format_elapsed, parse_elapsed, parse_sacct, parse_squeue
+
+    assert expand_ids("12_[3-5%1]") == ["12_3", "12_4", "12_5"]
+    assert expand_ids("12_[1,4-5]") == ["12_1", "12_4", "12_5"] and expand_ids("12_4") == ["12_4"]
+    assert (parse_elapsed("1-02:03:04"), parse_elapsed("05:06"), parse_elapsed("Unknown")) == (93784, 306, 0)
+    assert format_elapsed(93784) == "26:03:04"
+    runs = parse_sacct("12_0|COMPLETED|None|00:00:41|0:0\n12_1|REQUEUED|None|00:00:05|0:0\n"
+                       "12_1|RUNNING|None|00:01:02|0:0\n12_[2-3%1]|PENDING|JobArrayTaskLimit|00:00:00|0:0\n"
+                       "12_4|CANCELLED by 0|None|00:00:00|0:15\nnot|a line\n")
+    assert {k: [r.state for r in v] for k, v in runs.items()} == {
+        "12_0": ["COMPLETED"], "12_1": ["REQUEUED", "RUNNING"], "12_2": ["PENDING"], "12_3": ["PENDING"],
+        "12_4": ["CANCELLED"]}
+    assert runs["12_1"][1].elapsed_s == 62 and runs["12_2"][0].reason == "JobArrayTaskLimit"
+    assert parse_squeue("12_1|RUNNING|None\n12_[2-3]|PENDING|BeginTime\n") == {
+        "12_1": ("RUNNING", "None"), "12_2": ("PENDING", "BeginTime"), "12_3": ("PENDING", "BeginTime")}
+
+
+def test_slurm_jobs_show_why_they_wait_their_restarts_and_the_error_of_their_log(tmp_path: Path, capsys,
+                                                                                monkeypatch) -> None:
+    import benchmark.launch.accounting as accounting
+
+    results = tmp_path / "results"
+    folder = logs_folder(results)
+    folder.mkdir(parents=True)
+    cells = SMOKE.cells()
+    logs = {k: (folder / f"12_{k}_0_log.out", folder / f"12_{k}_0_log.err") for k in range(4)}
+    for out, err in logs.values():
+        out.write_text("job: 1 CPUs\n")
+        err.write_text("")
+    logs[1][1].write_text("WARNING benchmark.preemption: preempted by SIGTERM at step 12; checkpoint saved\n")
+    logs[3][1].write_text("Traceback (most recent call last):\n  File x\nValueError: the dataset went away\n"
+                          "srun: error: lgmnode: task 0: Exited with exit code 1\n")
+    jobs = [JobRecord(f"12_{k}", [cells[k].cell_id], str(logs[k][0]), str(logs[k][1])) for k in range(4)]
+    record_submission(results, Submission("smoke", "slurm", str(folder), jobs=jobs))
+    runs = accounting.parse_sacct("12_0|PENDING|JobArrayTaskLimit|00:00:00|0:0\n12_1|REQUEUED|None|00:00:30|0:0\n"
+                                  "12_1|RUNNING|None|00:00:50|0:0\n12_2|CANCELLED by 0|None|00:00:00|0:0\n"
+                                  "12_3|NODE_FAIL|None|00:01:00|0:0\n")
+    tasks = {t: accounting.Task(t, runs[t]) for t in runs}
+    monkeypatch.setattr(accounting, "read_tasks", lambda ids: {i: tasks[i] for i in ids})
+    assert main(["status", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "jobs (slurm, submitted " in out and "1 cancelled, 1 failed, 1 pending, 1 running" in out
+    assert f"job 12_0         pending (JobArrayTaskLimit) 1 cells  log {logs[0][0]}" in out
+    assert ("job 12_1         running    1 cells  elapsed 00:00:50  requeued 1x (REQUEUED), 00:01:20 over 2 runs"
+            "  last stopped by SIGTERM at step 12 (checkpoint saved)") in out
+    assert "job 12_2         cancelled  1 cells" in out and f"cell {cells[2].describe().rstrip()}" in out
+    assert "job 12_3         failed (NODE_FAIL) 1 cells  elapsed 00:01:00" in out
+    assert "error: ValueError: the dataset went away" in out and out.count("error: ") == 1  # not the cancelled one
+
+
+def test_events_are_lines_a_torn_last_one_left_out(tmp_path: Path) -> None:
+    from benchmark.launch.records import events_path, read_events, record_event
+
+    record_event(tmp_path, "set_made", set="a/b", cell="c1")
+    record_event(tmp_path, "cell_written", cell="c1", status="ok")
+    with events_path(tmp_path).open("a") as out:
+        out.write('{"event": "set_made", "set": "x')  # a process killed mid-line
+    events = read_events(tmp_path)
+    assert [e["event"] for e in events] == ["set_made", "cell_written"]
+    assert [e["cell"] for e in read_events(tmp_path, "set_made")] == ["c1"] and events[0]["pid"] == os.getpid()

@@ -20,11 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from ..suites import Cell, Suite
+from .cpus import affinity_cpus, share, slurm_cpus, workers_for
 from .groups import set_groups, shards
 from .records import JobRecord, Submission, logs_folder, record_submission
 
 LOCAL_TIMEOUT_MIN = 30 * 24 * 60  # local jobs: no practical limit (submitit's default is 2 minutes)
 SLURM_TIMEOUT_MIN = 24 * 60
+SIGNAL_DELAY_S = 90  # submitit's warning before a Slurm time limit (USR2), for limits of 4 minutes and more
+SIGNAL_SLACK_S = 30  # Slurm checks time limits every 30 s and may send the warning up to that much early
+
+
+def signal_delay(timeout_min: int) -> int:
+    """Seconds before the time limit that Slurm is asked to warn a task: 90, or less for a short limit so
+    that even a warning sent early (Slurm's timer resolution) comes after the task's first half."""
+    return max(5, min(SIGNAL_DELAY_S, timeout_min * 60 // 2 - SIGNAL_SLACK_S))
 
 
 class LaunchError(ValueError):
@@ -53,7 +62,8 @@ class PlannedJob:
     cells: list[Cell]
     parameters: dict[str, Any]  # this job's own executor parameters, on top of the shared ones
     alignment: bool = False
-    threads: int = 0
+    threads: int = 0  # torch threads; 0: from the CPUs the job gets (Slurm)
+    workers: int | None = None  # decode workers; None: from the CPUs the job gets (Slurm)
 
 
 def parse_slurm_args(items: Sequence[str]) -> dict[str, str]:
@@ -134,12 +144,16 @@ class LocalLauncher(Launcher):
     def plan(self, groups: list[list[Cell]]) -> list[PlannedJob]:
         per_job = self.options.gpus_per_job if self.options.gpus_per_job is not None else int(self.gpus > 0)
         n = self.options.jobs or (max(1, self.gpus // per_job) if per_job else 1)
+        sharded = shards(groups, n)
+        # the machine's CPUs split among the jobs: each runs its torch threads and decode workers on its share
+        cpus = self.options.cpus_per_job or share(affinity_cpus(), len(sharded))
+        workers = self.options.workers if self.options.workers is not None else workers_for(cpus)
         planned = []
-        for k, cells in enumerate(shards(groups, n)):
+        for k, cells in enumerate(sharded):
             # job k sees its own GPUs (round robin when there are more jobs than GPUs)
             visible = tuple(self.physical[(k * per_job + i) % self.gpus] for i in range(per_job)) if per_job else ()
             parameters = {"gpus_per_node": per_job, "visible_gpus": visible}
-            planned.append(PlannedJob(cells, parameters, alignment=k == 0, threads=self.options.cpus_per_job or 0))
+            planned.append(PlannedJob(cells, parameters, alignment=k == 0, threads=cpus, workers=workers))
         return planned
 
     def parameters(self) -> dict[str, Any]:
@@ -177,18 +191,24 @@ class SlurmLauncher(Launcher):
         self.waits = options.wait
 
     def plan(self, groups: list[list[Cell]]) -> list[PlannedJob]:
-        return [PlannedJob(cells, {}, alignment=k == 0) for k, cells in enumerate(groups)]
+        # threads and workers follow the CPUs each task gets (SLURM_CPUS_PER_TASK), unless --workers is given
+        return [PlannedJob(cells, {}, alignment=k == 0, workers=self.options.workers) for k, cells in enumerate(groups)]
 
     def parameters(self) -> dict[str, Any]:
         o = self.options
+        timeout = o.timeout_min or SLURM_TIMEOUT_MIN
         params: dict[str, Any] = {
             "name": "lgm-bench",
-            "timeout_min": o.timeout_min or SLURM_TIMEOUT_MIN,
+            "timeout_min": timeout,
             "gpus_per_node": 1 if o.gpus_per_job is None else o.gpus_per_job,
             "tasks_per_node": 1,
             "nodes": 1,
+            # by default a task asks for its decode workers and the main process
+            "cpus_per_task": o.cpus_per_job or slurm_cpus(o.workers),
+            # the time-limit warning (USR2): a short job still works a while before it checkpoints and requeues
+            "slurm_signal_delay_s": signal_delay(timeout),
         }
-        optional = {"slurm_partition": o.partition, "cpus_per_task": o.cpus_per_job, "mem_gb": o.mem_gb,
+        optional = {"slurm_partition": o.partition, "mem_gb": o.mem_gb,
                     "slurm_array_parallelism": o.jobs,
                     "slurm_additional_parameters": dict(o.slurm_args) if o.slurm_args else None}
         params.update({k: v for k, v in optional.items() if v is not None})
@@ -219,7 +239,8 @@ def describe_jobs(suite: Suite, launcher: Launcher, jobs: list[PlannedJob], done
              f"parameters: {json.dumps(launcher.parameters(), sort_keys=True)}"]
     for k, job in enumerate(jobs):
         extra = {**job.parameters, **({"alignment": True} if job.alignment and suite.alignment else {}),
-                 **({"threads": job.threads} if job.threads else {})}
+                 **({"threads": job.threads} if job.threads else {}),
+                 **({"workers": job.workers} if job.workers is not None else {})}
         sets = len({(c.dataset, c.method, c.distill_backbone, c.ipc, c.method_seed) for c in job.cells})
         lines.append(f"job {k}: {len(job.cells)} cells, {sets} sets" + (f" {json.dumps(extra)}" if extra else ""))
         lines += [f"  {c.describe()}" for c in job.cells]
@@ -276,7 +297,7 @@ def launch(suite: Suite, results: Path, options: LaunchOptions, dry_run: bool = 
 
     folder = logs_folder(results)
     calls = [CellsJob(suite, Path(results).resolve(), tuple(c.cell_id for c in j.cells), options.device,
-                      alignment=j.alignment, threads=j.threads, workers=options.workers) for j in jobs]
+                      alignment=j.alignment, threads=j.threads, workers=j.workers) for j in jobs]
     try:
         executor = launcher.executor(folder)
         submitted = launcher.submit(executor, jobs, calls)

@@ -70,7 +70,8 @@ def in_dependency_order(cells: Sequence[Cell]) -> list[Cell]:
 
 def set_groups(cells: Sequence[Cell]) -> list[list[Cell]]:
     """Cells in groups, one per set to be made with the cells of every backbone that probes it, a set
-    and the sets that require it in one group; groups and their cells in dependency order."""
+    and the sets that require it in one group, except that each cell of a ``job_per_cell`` method no
+    other cell reads is a group of its own; groups and their cells in dependency order."""
     ordered = in_dependency_order(cells)
     parent: dict[SetKey, SetKey] = {}
 
@@ -86,9 +87,11 @@ def set_groups(cells: Sequence[Cell]) -> list[list[Cell]]:
                 a, b = root(needed), root(set_key(cell))
                 if a != b:
                     parent[b] = a
-    groups: dict[SetKey, list[Cell]] = {}
+    required = {key for cell in ordered for key in required_sets(cell)}
+    groups: dict[tuple[SetKey, str], list[Cell]] = {}
     for cell in ordered:
-        groups.setdefault(root(set_key(cell)), []).append(cell)
+        alone = METHODS.get(cell.method).job_per_cell and set_key(cell) not in required
+        groups.setdefault((root(set_key(cell)), cell.cell_id if alone else ""), []).append(cell)
     return list(groups.values())
 
 

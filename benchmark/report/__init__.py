@@ -1,4 +1,4 @@
-"""The report: result rows -> LaTeX/Markdown tables, seaborn figures and a Markdown summary.
+"""The report: result rows -> LaTeX/Markdown tables, seaborn figures, a Markdown summary and a web page.
 
 ``build_report(results, out)`` runs the flow, one module per step, small records
 (:mod:`.records`) between them:
@@ -15,7 +15,11 @@
    charts, heatmaps, accuracy versus ipc, alignment scatter, and the distilled images as the paper
    shows them, each as PNG and PDF;
 4. documents (:mod:`.documents`): ``<stem>.tex``/``.md`` per table, ``aggregated.csv``,
-   ``tables.tex`` (standalone LaTeX) and ``summary.md``.
+   ``tables.tex`` (standalone LaTeX) and ``summary.md``;
+5. the page (:mod:`.page`, with ``build_report(html=True)`` as ``python -m benchmark report`` asks):
+   ``index.html`` from a Jinja template, self-contained, with the CSV of each of its tables, the header
+   (:mod:`.page_header`), sortable tables with each row's cells (:mod:`.page_tables`) and the images of
+   every stored set (:mod:`.gallery`).
 
 Tables and figures show registered display names (:mod:`.naming`); file names keep the keys.
 """

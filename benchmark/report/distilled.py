@@ -71,9 +71,22 @@ def _tiles(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray
     return out
 
 
-def load_stored_set(directory: Path, backbone: str) -> StoredSet | None:
-    """The images of one artifact directory; None for a set of real-image indices, or an incomplete
-    set (no ``meta.json``), or one whose payload fails its checksum."""
+@dataclass
+class Payload:
+    """What one artifact directory stores: ``images`` (N x C x H x W floats in [0, 1]) for a set of
+    images, else ``indices`` (N training rows) for a set of real images; ``labels`` and the class names
+    (padded with the class index where the set names fewer)."""
+
+    images: np.ndarray | None
+    indices: np.ndarray | None
+    labels: np.ndarray
+    class_names: list[str]
+    meta: dict
+
+
+def read_payload(directory: Path) -> Payload | None:
+    """The stored set of one artifact directory; None for an incomplete set (no ``meta.json``) or one
+    whose payload fails its checksum."""
     from safetensors.numpy import load_file
 
     try:
@@ -83,13 +96,25 @@ def load_stored_set(directory: Path, backbone: str) -> StoredSet | None:
         tensors = load_file(str(directory / PAYLOAD))
     except (OSError, ValueError):
         return None
-    if "images" not in tensors:
+    if "labels" not in tensors:
         return None
     labels = tensors["labels"].astype(np.int64)
     names = [str(n) for n in meta.get("metadata", {}).get("class_names") or []]
     n_classes = max(len(names), int(labels.max()) + 1 if len(labels) else 0)
     names += [str(c) for c in range(len(names), n_classes)]
-    return StoredSet(backbone, _tiles(tensors["images"].astype(np.float32), labels, n_classes), names)
+    images = tensors["images"].astype(np.float32) if "images" in tensors else None
+    indices = tensors["indices"].astype(np.int64) if images is None and "indices" in tensors else None
+    return Payload(images, indices, labels, names, meta)
+
+
+def load_stored_set(directory: Path, backbone: str) -> StoredSet | None:
+    """The images of one artifact directory; None for a set of real-image indices, or an incomplete
+    set (no ``meta.json``), or one whose payload fails its checksum."""
+    payload = read_payload(directory)
+    if payload is None or payload.images is None:
+        return None
+    tiles = _tiles(payload.images, payload.labels, len(payload.class_names))
+    return StoredSet(backbone, tiles, payload.class_names)
 
 
 def _mosaic(sets: Sequence[StoredSet], classes: range) -> np.ndarray:
@@ -205,17 +230,37 @@ def copy_method_grids(rows: pd.DataFrame, root: Path, out: Path, warn: Warn) -> 
     return [out / n for n in sorted(written)]
 
 
-def distilled_grids(rows: pd.DataFrame, root: Path, out: Path, warn: Warn, pdf: bool = True) -> list[DistilledGrid]:
-    """One grid per (dataset, method, ipc, method seed) whose stored sets hold images.
+@dataclass(frozen=True)
+class SetGroup:
+    """The stored sets of one (dataset, method, ipc, method seed): an artifact directory per distilling
+    backbone, each inside the results directory."""
+
+    dataset: str
+    method: str
+    ipc: int
+    seed: int
+    directories: list[tuple[str, Path]]  # (distilling backbone, artifact directory), by backbone
+
+    @property
+    def stem(self) -> str:
+        return f"{safe_name(self.dataset)}_{safe_name(self.method)}_ipc{self.ipc}_seed{self.seed}_grid"
+
+    @property
+    def title(self) -> str:
+        return (f"{display_method(self.method)}, {display_dataset(self.dataset)}, {self.ipc} image(s) per class, "
+                f"seed {self.seed}")
+
+
+def set_groups(rows: pd.DataFrame, root: Path, warn: Warn) -> list[SetGroup]:
+    """Every (dataset, method, ipc, method seed) of ok rows with a distilling backbone and a stored set.
 
     Only sets inside the results directory are read: a row names a path, and a report must not
     publish whatever an edited or foreign row points at."""
     frame = ok_rows(rows)
     frame = frame[(frame["artifact"] != "") & (frame["distill_backbone"] != "")]
-    made = []
-    keys = ["dataset", "method", "ipc", "method_seed"]
-    for (dataset, method, ipc, seed), part in frame.groupby(keys, sort=True):
-        sets = []
+    groups = []
+    for (dataset, method, ipc, seed), part in frame.groupby(["dataset", "method", "ipc", "method_seed"], sort=True):
+        directories = []
         for backbone, art in part.groupby("distill_backbone", sort=True)["artifact"]:
             directory = _artifact_dir(sorted(art)[0], root)
             if directory is None:
@@ -224,14 +269,21 @@ def distilled_grids(rows: pd.DataFrame, root: Path, out: Path, warn: Warn, pdf: 
                 warn(f"{directory}: not shown, it lies outside the results directory {root} (the row's "
                      "artifact path points elsewhere)")
                 continue
-            stored = load_stored_set(directory, str(backbone))
-            if stored is not None:
-                sets.append(stored)
+            directories.append((str(backbone), directory))
+        if directories:
+            groups.append(SetGroup(str(dataset), str(method), int(ipc), int(seed), directories))
+    return groups
+
+
+def distilled_grids(rows: pd.DataFrame, root: Path, out: Path, warn: Warn, pdf: bool = True) -> list[DistilledGrid]:
+    """One grid per (dataset, method, ipc, method seed) whose stored sets hold images."""
+    made = []
+    for group in set_groups(rows, root, warn):
+        sets = [s for backbone, directory in group.directories
+                if (s := load_stored_set(directory, backbone)) is not None]
         if not sets:
             continue
-        stem = f"{safe_name(dataset)}_{safe_name(method)}_ipc{int(ipc)}_seed{int(seed)}_grid"
-        title = f"{display_method(method)}, {display_dataset(dataset)}, {int(ipc)} image(s) per class, seed {int(seed)}"
         with themed():
-            figures = save_pages(grid_pages(sets, title), out / stem, pdf=pdf)
-        made.append(DistilledGrid(stem, title, figures))
+            figures = save_pages(grid_pages(sets, group.title), out / group.stem, pdf=pdf)
+        made.append(DistilledGrid(group.stem, group.title, figures))
     return made

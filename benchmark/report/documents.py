@@ -36,6 +36,12 @@ def write_tables(report: Report, out: Path) -> list[Path]:
         written.append(write_text(out / f"{t.stem}.tex", render_latex(t.grid, caption=t.caption,
                                                                        label=f"tab:{t.stem}")))
         written.append(write_text(out / f"{t.stem}.md", render_markdown(t.grid)))
+    return written + write_alignment_points(report, out)
+
+
+def write_alignment_points(report: Report, out: Path) -> list[Path]:
+    """Each alignment figure's points as ``<stem>.csv``."""
+    written = []
     for fig in report.transfer:
         at = fig.result
         csv = at.points.assign(dataset=at.dataset, ipc=at.ipc, protocol=at.protocol, method=at.method)

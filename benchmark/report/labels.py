@@ -7,7 +7,9 @@ differently never pool:
 - a registered method whose ``Method.label(config)`` (read from the row's ``method_config`` JSON) is
   not None: ``lgm`` under the ``embedded`` preset becomes ``lgm [embedded]`` (shown ``LGM [embedded]``);
 - a set scored by ``eval`` but made elsewhere (method ``external:<NAME>``): ``<NAME> [external]``;
-- a stale row, already ``lgm [cfg 1a2b3c]`` (:mod:`.stale`), keeps that label after the others.
+- a stale row, already ``lgm [cfg 1a2b3c]`` (:mod:`.stale`), keeps that label after the others;
+- a rehearsal's row (``run --limit``/``--set``, its ``limit``/``overrides`` columns) gets
+  ``[rehearsal: 2/class]``, ``[rehearsal: 2/class, set 3a1b2c]`` or ``[set 3a1b2c]`` last.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from functools import cache, lru_cache
 
 import pandas as pd
 
+from ..rehearsal import REHEARSAL_MARKS, run_label
 from .naming import split_label
 
 EXTERNAL_PREFIX = "external:"
@@ -59,6 +62,9 @@ def label_methods(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     configs = frame["method_config"] if "method_config" in frame else pd.Series(None, index=frame.index)
     keys = [method_key(m, c) for m, c in zip(frame["method"].astype(str), configs, strict=True)]
+    # a rehearsal's rows (run --limit / --set): `lgm [rehearsal: 2/class, set 3a1b2c]`, never pooled
+    marks = frame.reindex(columns=["limit", "overrides"])
+    keys = [k + run_label(lim, ovr) for k, lim, ovr in zip(keys, marks["limit"], marks["overrides"], strict=True)]
     return frame.assign(method=keys)
 
 
@@ -69,4 +75,6 @@ def published_as(key: str) -> str | None:
     base, labels = split_label(key)
     if not labels:
         return base
+    if any(mark in labels for mark in REHEARSAL_MARKS):  # fewer images or other options: not the paper's run
+        return None
     return None if EXTERNAL_LABEL in labels or STALE_LABEL in labels else base

@@ -143,7 +143,8 @@ def find_paper_csv(results: Path) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def _float(value) -> float | None:
+def finite_float(value) -> float | None:
+    """``value`` as a float, or None for a missing, unreadable or NaN value."""
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -164,7 +165,7 @@ class PaperNumbers:
         for rec in self.frame.to_dict("records"):
             key = (rec["dataset"], rec["method"], rec["distill_backbone"], rec["eval_backbone"], rec["ipc"])
             self._index.setdefault(key, []).append((str(rec["table"]), float(rec["top1"]),
-                                                    _float(rec["top1_std"])))
+                                                    finite_float(rec["top1_std"])))
 
     @classmethod
     def empty(cls) -> PaperNumbers:
@@ -188,7 +189,7 @@ class PaperNumbers:
             frame["top1"] = [float(v) for v in frame["top1"]]
         except ValueError as err:
             raise ValueError(f"{path}: bad ipc or top1 value ({err})") from None
-        frame["top1_std"] = [_float(v) for v in frame["top1_std"]]
+        frame["top1_std"] = [finite_float(v) for v in frame["top1_std"]]
         return cls(frame.reset_index(drop=True), path)
 
     def __len__(self) -> int:
@@ -402,8 +403,8 @@ def ablation_table(rows: pd.DataFrame, paper: PaperNumbers, dataset: str, ipc: i
         line = []
         for b in backbones:
             rec = by_key.get((b, b))
-            cell = Entry() if rec is None else Entry(mean=_float(rec["mean"]), std=_float(rec["std"]),
-                                                   n=int(rec["n"]), ci95=_float(rec["ci95"]))
+            cell = Entry() if rec is None else Entry(mean=finite_float(rec["mean"]), std=finite_float(rec["std"]),
+                                                   n=int(rec["n"]), ci95=finite_float(rec["ci95"]))
             found = paper.get(dataset, method, b, b, ipc, table=ABLATION_TABLE)
             if found is not None:
                 cell = replace(cell, extra=_extra(found))

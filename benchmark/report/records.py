@@ -70,6 +70,9 @@ class SuiteSection:
     seed_rows: pd.DataFrame  # the ok per-seed rows behind the same-model cells (for error bars)
     transfers: list[TransferSection] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
+    # the same-model table with the published numbers attached where the paper has a cell (the page
+    # shows ours | paper | difference); None when the paper has none of its cells
+    compared: Grid | None = None
 
 
 @dataclass
@@ -109,6 +112,41 @@ class DistilledGrid:
 
 
 @dataclass
+class GalleryRow:
+    """One row of a gallery: a distilling backbone (and image index when ipc > 1), one image per class
+    (``None`` where the set has no image of that class); paths relative to the page."""
+
+    label: str
+    images: list[str | None]
+
+
+@dataclass
+class Gallery:
+    """The images of one stored set group (dataset, method, ipc, method seed) for the page: classes
+    across, one row per distilling backbone. ``kind``: ``distilled`` (images the method made) or
+    ``selected`` (real training images the method picked)."""
+
+    stem: str
+    title: str
+    kind: str
+    method: str
+    dataset: str
+    ipc: int
+    seed: int
+    class_names: list[str]
+    rows: list[GalleryRow] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # the image files written
+    side: int = 0  # the largest side of its images, in pixels
+
+    #: Galleries with more images than this load them as they scroll into view (ImageNet-1k: thousands).
+    LAZY_AFTER = 400
+
+    @property
+    def lazy(self) -> bool:
+        return len(self.files) > self.LAZY_AFTER
+
+
+@dataclass
 class Report:
     """Everything the documents show."""
 
@@ -121,3 +159,4 @@ class Report:
     transfer: list[AlignmentFigure] = field(default_factory=list)
     grids: list[DistilledGrid] = field(default_factory=list)
     method_grids: list[Path] = field(default_factory=list)  # the grid.png each method drew, copied
+    galleries: list[Gallery] = field(default_factory=list)  # the page's image grids

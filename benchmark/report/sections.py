@@ -11,7 +11,7 @@ from .aggregate import aggregate, is_same_model, ok_rows, table_keys, table_rows
 from .alignment import AlignmentValues, alignment_caption, alignment_grid, alignment_transfer, alignment_values
 from .latex import escape as latex_escape
 from .naming import display_dataset, display_method, safe_name
-from .paper import distilled_keys, paper_tables, pooled_aggregate
+from .paper import distilled_keys, paper_key, paper_tables, pooled_aggregate
 from .records import (
     AlignmentFigure,
     AlignmentSection,
@@ -23,7 +23,7 @@ from .records import (
     TableKey,
     TransferSection,
 )
-from .tables import attach_paper, cross_model_methods, same_model_grid, transfer_grid
+from .tables import Grid, attach_paper, cross_model_methods, paper_value, same_model_grid, transfer_grid
 
 
 def table_stem(key: tuple) -> str:
@@ -49,7 +49,7 @@ def suite_section(agg: pd.DataFrame, ok: pd.DataFrame, key: TableKey, gathered: 
                f"(suite {suite}); mean $\\pm$ sample std (ddof 1) over seeds.")
     same = [c.n for row in grid.cells for c in row if not c.missing]
     section = SuiteSection(key, Table(stem, grid, caption), (min(same, default=0), max(same, default=0)),
-                           _seed_rows(ok, key))
+                           _seed_rows(ok, key), compared=compared_grid(grid, key, gathered))
     for method in cross_model_methods(rows):
         tstem = f"{stem}_{safe_name(method)}_transfer"
         tgrid = transfer_grid(rows, method, title=f"{key.title} / {display_method(method)}")
@@ -59,6 +59,15 @@ def suite_section(agg: pd.DataFrame, ok: pd.DataFrame, key: TableKey, gathered: 
                                                                               table="2"))
         section.transfers.append(TransferSection(method, Table(tstem, tgrid, tcap), shown))
     return section
+
+
+def compared_grid(grid: Grid, key: TableKey, gathered: Gathered) -> Grid | None:
+    """The same-model ``grid`` with the published numbers beside ours (the paper's own layout for the
+    dataset first, :meth:`.paper.PaperNumbers.same_model_tables`); None when the paper has none of its
+    cells."""
+    table = gathered.paper.same_model_tables().get(paper_key(key.dataset))
+    shown = attach_paper(grid, lambda m, b: gathered.paper.get(key.dataset, m, b, b, key.ipc, table=table))
+    return shown if any(paper_value(c) is not None for row in shown.cells for c in row) else None
 
 
 def curves(agg: pd.DataFrame, ok: pd.DataFrame) -> list[Curve]:
