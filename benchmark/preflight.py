@@ -25,6 +25,9 @@ kind, in the order of :data:`CHECKS` (each a class registered with :func:`prefli
 * ``disk``: the free space under the cache and the results directory covers what the run will write
   (:func:`disk_need`).
 
+A rehearsal (``run --limit``) is checked on the rows its limit keeps, the ones it will read: its ipc
+against those, its images among those.
+
 Each check adds rows to a short table (:meth:`PreflightReport.table`); each problem is one line. The
 preflight writes nothing under the results directory.
 """
@@ -43,6 +46,7 @@ from typing import Any, ClassVar
 import torch
 
 from .registry import BACKBONES, DATASETS, METHODS, PROBES
+from .rehearsal import limit_label
 from .suites import Cell, Suite
 
 FULL_DECODE_MAX_ROWS = 2000  # splits up to this size are decoded in full; bigger ones get a header check
@@ -181,9 +185,24 @@ class DatasetCheck(Check):
                                      fingerprint="", image_column=resolved.image_column,
                                      label_column=resolved.label_column, group_column=resolved.group_column)
                 for split, c in splits.items()}
+            if pre.suite.limit is not None:  # a rehearsal reads only its rows (run --limit): check those
+                pre.datasets[name] = {split: _limited(data, pre.suite.limit)
+                                      for split, data in pre.datasets[name].items()}
             train, test = pre.datasets[name]["train"], pre.datasets[name]["test"]
+            kept = f" kept by --limit {limit_label(pre.suite.limit)}" if pre.suite.limit is not None else ""
             yield Finding(self.kind, name, f"ok: {train.num_classes} classes, {len(train)} train / {len(test)} test "
-                                           f"rows ({resolved.source.describe()})")
+                                           f"rows{kept} ({resolved.source.describe()})")
+
+
+def _limited(data: Any, limit: Any) -> Any:
+    """``data`` narrowed to the rows a limit keeps (``benchmark.data.limit``), without the fingerprint the
+    run takes of them."""
+    import dataclasses
+
+    from .data.limit import limited_rows
+
+    rows = limited_rows(data.labels.numpy(), limit)
+    return dataclasses.replace(data, dataset=data.dataset.select(rows), _labels=None)
 
 
 @preflight_check
@@ -201,11 +220,13 @@ class IpcCheck(Check):
             counts = torch.bincount(train.labels, minlength=train.num_classes)
             smallest = int(counts.argmin())
             need, have = max(ipcs), int(counts[smallest])
+            kept, more = ("", "") if pre.suite.limit is None else (
+                f" --limit {limit_label(pre.suite.limit)} keeps", ", or raise --limit")
             if need > have:
                 yield _failed(self.kind, f"{name} ipc {need}",
-                              f"ipc {need} is more than the {have} training images of class "
+                              f"ipc {need} is more than the {have} training images{kept} of class "
                               f"{train.class_names[smallest]!r}, the smallest class of {name!r}; use --ipc {have} "
-                              "or less (or drop that ipc from the suite)")
+                              f"or less (or drop that ipc from the suite{more})")
             else:
                 yield Finding(self.kind, f"{name} ipc {need}", f"ok: the smallest class has {have} images")
 

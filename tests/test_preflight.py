@@ -121,6 +121,9 @@ CASES = [
     ("ipc above the smallest class", lambda t: smoke("--ipc", "20"),
      "ipc 20 is more than the 16 training images of class 'T-shirt/top', the smallest class of 'smoke_tiny'; use "
      "--ipc 16 or less"),
+    ("ipc above a rehearsal's limit", lambda t: smoke("--limit", "2", "--ipc", "3"),
+     "ipc 3 is more than the 2 training images --limit 2/class keeps of class 'T-shirt/top', the smallest class of "
+     "'smoke_tiny'; use --ipc 2 or less (or drop that ipc from the suite, or raise --limit)"),
     ("Hub dataset offline", lambda t: smoke("--datasets", "fashion_mnist"),
      "dataset 'fashion_mnist' could not be loaded from Hub dataset zalando-datasets/fashion_mnist: ConnectionError"),
     ("hub: dataset offline", lambda t: with_dataset(t, "hub:zalando-datasets/fashion_mnist"),
@@ -194,6 +197,15 @@ def test_run_check_prints_what_it_checked_and_writes_nothing(tmp_path: Path, cap
                 "dataset   smoke_tiny", "ok: 4 classes, 64 train / 32 test rows", "ipc       smoke_tiny ipc 1",
                 "ok: the smallest class has 16 images", "backbone  tiny_vit", "ok: 32 px, 32-d features", "disk"):
         assert row in out, out
+    assert not results.exists()
+
+
+def test_a_rehearsal_is_checked_on_the_rows_its_limit_keeps(tmp_path: Path, capsys) -> None:
+    results = tmp_path / "results"
+    assert main([*smoke("--limit", "2", "--check"), "--results", str(results), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: 4 classes, 8 train / 8 test rows kept by --limit 2/class" in out, out
+    assert "ok: the smallest class has 2 images" in out, out
     assert not results.exists()
 
 
