@@ -12,7 +12,7 @@ import os
 import tempfile
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,7 @@ def build_options(cls: type, options: Mapping[str, Any], owner: str) -> Any:
         plain = str(err) if isinstance(err, ValueError) else f"bad options for {owner}: {err}"
         raise ValueError(_wrong_type(cls, options, owner) or plain) from None
     for holder in _dataclasses_of(built):
-        for name, hint in _hints(type(holder)).items():
+        for name, hint in field_hints(type(holder)).items():
             value = getattr(holder, name, None)
             if not fits(value, hint):
                 raise ValueError(f"bad options for {owner}: {_needs(name, hint, options.get(name, value))}")
@@ -151,7 +151,8 @@ def _wrong_type(cls: type, options: Mapping[str, Any], owner: str) -> str | None
     """The first option whose value is not of its annotated type and that alone makes ``cls`` fail
     (``"auto"`` for an ``int | None`` resolution is turned into None by LGM, so it builds and passes)."""
     try:
-        hints = {n: h for holder in _dataclasses_of(cls()) for n, h in _hints(type(holder)).items() if h is not Any}
+        hints = {n: h for holder in _dataclasses_of(cls())
+                 for n, h in field_hints(type(holder)).items() if h is not Any}
     except Exception:  # noqa: BLE001 - a class without defaults: no diagnosis
         return None
     for name, value in options.items():
@@ -164,7 +165,8 @@ def _wrong_type(cls: type, options: Mapping[str, Any], owner: str) -> str | None
     return None
 
 
-def _hints(cls: type) -> dict[str, Any]:
+def field_hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a dataclass's fields (none when they do not resolve)."""
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check
@@ -178,13 +180,13 @@ def _needs(name: str, hint: Any, value: Any) -> str:
 
 
 def fits(value: Any, hint: Any) -> bool:
-    """Whether ``value`` is of the annotated type ``hint`` (lists for tuples, ints for floats; an
-    annotation this does not know is taken as fitting)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    """Whether ``value`` (as TOML gives it: lists for tuples, ints for floats) is of the annotated type
+    ``hint``; a plain class by ``isinstance``, an annotation this does not know as fitting."""
     if hint is Any:
         return True
-    if hint is type(None) or hint is None:
+    if hint is None or hint is type(None):
         return value is None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(fits(value, a) for a in args)
     if origin is typing.Literal:
@@ -195,32 +197,39 @@ def fits(value: Any, hint: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin in (tuple, list):
-        if not isinstance(value, (tuple, list)):
+    if origin in (tuple, list, Sequence) or hint in (tuple, list):
+        if not isinstance(value, (list, tuple)):
             return False
         if origin is tuple and args and args[-1] is not Ellipsis:
             return len(value) == len(args) and all(fits(v, a) for v, a in zip(value, args, strict=True))
         return all(fits(v, args[0]) for v in value) if args else True
-    if origin is dict or hint is dict:
+    if origin in (dict, Mapping) or hint is dict:
         return isinstance(value, dict)
-    return True
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+_PLURAL = {"an integer": "integers", "a number": "numbers", "a string": "strings", "true or false": "booleans"}
 
 
 def describe_type(hint: Any) -> str:
-    """``int | None`` -> "an integer or None"; ``Literal["a", "b"]`` -> "one of 'a', 'b'"."""
+    """``int`` -> "an integer", ``int | None`` -> "an integer or none", ``Literal["a", "b"]`` -> "one of
+    'a', 'b'", ``tuple[int, int]`` -> "a list of 2 integers"."""
+    if hint is None or hint is type(None):
+        return "none"
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(describe_type(a) for a in args)
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (tuple, list):
+    if origin in (tuple, list, Sequence):
         if origin is tuple and args and args[-1] is not Ellipsis:
+            kinds = {describe_type(a) for a in args}
+            if len(kinds) == 1 and kinds <= set(_PLURAL):
+                return f"a list of {len(args)} {_PLURAL[kinds.pop()]}"
             return f"a list of {len(args)} ({', '.join(describe_type(a) for a in args)})"
         return f"a list of ({describe_type(args[0])})" if args else "a list"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table",
-            type(None): "None"}.get(hint, getattr(hint, "__name__", str(hint)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            dict: "a table"}.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def type_name(value: Any) -> str:
