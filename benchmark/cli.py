@@ -22,7 +22,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class UsageError(Exception):
-    """Bad input from the user: printed without a traceback, exit status 2."""
+    """Bad input from the user: printed without a traceback, exit status 2 (each line of the message as
+    its own ``error:`` line)."""
 
 
 def directory_arg(text: str) -> Path:
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: ./results)")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--dry-run", action="store_true", help="list the cells and what they need; run nothing")
+    run.add_argument("--check", action="store_true", help="only the preflight every run starts with: the "
+                     "datasets, weights, options, ipc, images and disk space the cells to run need; exit 2 "
+                     "naming each problem, 0 when all is well; nothing is written")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     jobs = run.add_argument_group("jobs", "run the cells as submitit jobs (README: Running on a Slurm cluster)")
     jobs.add_argument("--executor", choices=("inline", "local", "slurm"), default="inline",
@@ -139,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--results", type=directory_arg, default=Path("results"), help="results directory")
     status.add_argument("--suite", help="only this suite, by name or suite file (default: every registered suite "
                         "with cells or jobs)")
+    status.add_argument("--check", action="store_true", help="also run the preflight of --suite's cells still to "
+                        "run (as `run --check`); exit 2 when it finds a problem")
 
     ev = sub.add_parser("eval", help="score a set made elsewhere (.safetensors, torch file or image folder)",
                         description="Probe a synthetic set made elsewhere on a dataset through each backbone, "
@@ -252,12 +258,34 @@ def remove_killed_runs_temps(results: Path) -> None:
             logging.getLogger(__name__).info("removed %d stale temp files under %s", len(removed), root)
 
 
+def preflight(suite: Suite, results: Path, progress: bool) -> None:
+    """The preflight of the suite's cells still to run (``benchmark.preflight``): its table on stdout,
+    and a UsageError with one line per problem when it found any. Nothing to run: nothing to check."""
+    from .preflight import run_preflight
+    from .runner import is_done
+
+    pending = [c for c in suite.cells() if not is_done(results, c)]
+    if not pending:
+        print(f"preflight of suite {suite.name!r}: all its cells are done under {results}; nothing to check")
+        return
+    report = run_preflight(suite, pending, results, progress=progress)
+    print(report.table(), flush=True)
+    if not report.ok:
+        raise UsageError("\n".join(report.problems))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .checks import output_directory, parse_device, usable_device
     from .runner import Runner, describe_plan
 
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers must be at least 0 (0 = decode in the main process), got {args.workers}")
+    if args.check and args.dry_run:
+        raise UsageError("--check and --dry-run each run nothing: --check checks the inputs, --dry-run lists the "
+                         "cells and the cost; pick one")
+    given = [f"--{f.replace('_', '-')}" for f in JOB_FLAGS if getattr(args, f) not in (None, [], False)]
+    if given and args.executor == "inline":
+        raise UsageError(f"{', '.join(given)} apply to jobs: add --executor local or --executor slurm")
     suite = rehearsal_from_args(args, suite_from_args(args))
     cells = suite.cells()
     if not cells:
@@ -265,14 +293,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:  # every user error before any work: the device, then the results directory (made last)
         # Slurm jobs resolve the device where they run (a login node may have no GPU)
         device = parse_device(args.device) if args.executor == "slurm" else usable_device(parse_device(args.device))
-        output_directory(args.results, "--results", create=not args.dry_run)
+        # its shape and that it can be made; made once the preflight passed
+        output_directory(args.results, "--results", create=False, probe=not args.dry_run)
     except (ValueError, RuntimeError) as err:
         raise UsageError(str(err)) from None
+    if not args.dry_run:
+        preflight(suite, args.results, progress=not args.no_progress)
+        if args.check:
+            return 0
+        try:
+            output_directory(args.results, "--results")
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     if args.executor != "inline":
         return run_jobs(args, suite)
-    given = [f"--{f.replace('_', '-')}" for f in JOB_FLAGS if getattr(args, f) not in (None, [], False)]
-    if given:
-        raise UsageError(f"{', '.join(given)} apply to jobs: add --executor local or --executor slurm")
     if args.dry_run:
         print(describe_plan(suite, args.results, device, workers=args.workers))
         return 0
@@ -326,7 +360,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         recorded = recorded_definitions(args.results)  # suites that ran from files, by their name
         suites = [recorded[args.suite] if args.suite in recorded and args.suite not in SUITES
                   else load_suite(args.suite)]
+    elif args.check:
+        raise UsageError("status --check checks one suite's inputs: add --suite NAME (or a suite file)")
     print(describe_status(args.results, suites))
+    if args.check and suites:
+        preflight(suites[0], args.results, progress=False)
     return 0
 
 
@@ -511,7 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (UsageError, RegistryError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        for line in str(err).splitlines() or [""]:
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # finished cells are on disk; a rerun continues from there
         print("\ninterrupted; run the same command again to continue", file=sys.stderr)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checks import check_finite
 from .types import Backbone, LabeledImages, Preprocess
 
 DEFAULT_BATCH_SIZE = 128
@@ -73,7 +74,7 @@ def _embed_batches(backbone: Backbone, batches: Iterable[Tensor], autocast: bool
     with torch.no_grad(), amp:
         for x in batches:
             x = x.to(device=device, dtype=torch.float32, non_blocking=True)
-            out.append(backbone.embed(x).to(device="cpu", dtype=torch.float32))
+            out.append(check_finite(backbone.embed(x).to("cpu", torch.float32), f"features of {backbone.name}"))
             if on_batch is not None:
                 on_batch(len(x))
     if not out:

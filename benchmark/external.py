@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checks import describe_nonfinite
+from .data.decode import open_image
 from .hashing import sha256_file
 from .identity import backbone_identity, config_hash, dataset_identity, probe_identity
 from .suite_files import EVAL_SUITE
@@ -113,6 +115,13 @@ def _as_images(images: Tensor, path: Path) -> Tensor:
     if not images.dtype.is_floating_point:
         raise ExternalSetError(f"{path}: 'images' are {images.dtype}; give floats in [0, 1] or uint8")
     images = images.float()
+    finite = torch.isfinite(images)
+    if not bool(finite.all()):
+        bad = (~finite).flatten(1).any(1).nonzero().flatten().tolist()
+        shown = ", ".join(map(str, bad[:10])) + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else "")
+        raise ExternalSetError(f"{path}: 'images' hold values that are not finite: "
+                               f"{describe_nonfinite(images, finite)} as (image, channel, y, x); the images holding "
+                               f"them: {shown}; a set must hold finite pixels in [0, 1]")
     low, high = float(images.min()), float(images.max())
     if low < 0.0 or high > 1.0:
         raise ExternalSetError(f"{path}: 'images' range over [{low:.3g}, {high:.3g}]; they must be in [0, 1] "
@@ -143,7 +152,6 @@ def read_file(path: Path) -> ExternalSet:
 
 def read_folder(path: Path, class_names: list[str]) -> ExternalSet:
     """A set from ``<class>/<image>`` folders, classes matched to ``class_names`` by name or index."""
-    from PIL import Image
     from torchvision.transforms.functional import to_tensor
 
     folders = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -167,8 +175,7 @@ def read_folder(path: Path, class_names: list[str]) -> ExternalSet:
         if not files:
             raise ExternalSetError(f"{path}: class folder {folder.name!r} holds no images")
         for file in files:
-            with Image.open(file) as im:
-                images.append(to_tensor(im.convert("RGB")))
+            images.append(to_tensor(open_image(file)))  # ImageDecodeError names a file that does not decode
             labels.append(lookup[folder.name])
     sizes = sorted({tuple(t.shape[1:]) for t in images})
     if len(sizes) > 1:

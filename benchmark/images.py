@@ -13,7 +13,9 @@ def resize_short_side(image: Any, size: int, interpolation: str = "bilinear") ->
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
 
-    image = TF.resize(image.convert("RGB"), size, interpolation=InterpolationMode(interpolation), antialias=True)
+    from .data.decode import to_rgb
+
+    image = TF.resize(to_rgb(image), size, interpolation=InterpolationMode(interpolation), antialias=True)
     return TF.pil_to_tensor(image)
 
 

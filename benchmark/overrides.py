@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import difflib
 import re
 import sys
 import types
@@ -31,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checks import describe_type, field_hints, fits, type_name
 from .registry import BACKBONES, METHODS, PROBES, Registry
 from .rehearsal import Limit, check_limit
-from .suite_files import _check_backbone_options, _check_options, _Reader, _type_name
+from .suite_files import _check_backbone_options, _check_options, _close, _Reader
 from .suites import Suite
 
 if sys.version_info >= (3, 11):
@@ -126,19 +126,7 @@ def _kind_of(suite: Suite, kind: str | None, name: str) -> str:
                         f"It has {listed}")
 
 
-def _close(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
-    return f" Did you mean: {', '.join(close)}?" if close else ""
-
-
 # -- types ----------------------------------------------------------------------------------------
-def _hints(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:  # an annotation that does not evaluate: no type check for that class
-        return {}
-
-
 def _twin(instance: Any, option: str) -> tuple[Any, Any] | None:
     """(declared type, value) of ``option`` in a config dataclass the method or probe built from its
     options. LGM declares its options ``Any`` (None: the preset's value; "auto" resolutions) and types
@@ -146,59 +134,8 @@ def _twin(instance: Any, option: str) -> tuple[Any, Any] | None:
     for attr in vars(instance).values():
         if (dataclasses.is_dataclass(attr) and not isinstance(attr, type) and attr is not instance.options
                 and option in {f.name for f in dataclasses.fields(attr)}):
-            return _hints(type(attr)).get(option, Any), getattr(attr, option)
+            return field_hints(type(attr)).get(option, Any), getattr(attr, option)
     return None
-
-
-def matches(value: Any, hint: Any) -> bool:
-    """Whether ``value`` (as TOML gives it: lists for tuples) is of the declared type ``hint``."""
-    if hint is Any:
-        return True
-    if hint is None or hint is type(None):
-        return value is None
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        return any(matches(value, a) for a in args)
-    if origin is typing.Literal:
-        return any(value == a and type(value) is type(a) for a in args)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if origin in (tuple, list, Sequence) or hint in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(matches(v, a) for v, a in zip(value, args, strict=True))
-        return all(matches(v, args[0]) for v in value) if args else True
-    if origin in (dict, Mapping) or hint is dict:
-        return isinstance(value, dict)
-    return isinstance(value, hint) if isinstance(hint, type) else True
-
-
-_PLURAL = {"an integer": "integers", "a number": "numbers", "a string": "strings", "true or false": "booleans"}
-
-
-def describe_type(hint: Any) -> str:
-    """``int`` -> "an integer", ``int | None`` -> "an integer or none", ``Literal["a", "b"]`` -> "one of 'a', 'b'"."""
-    if hint is None or hint is type(None):
-        return "none"
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        return " or ".join(describe_type(a) for a in args)
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (tuple, list, Sequence):
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            kinds = {describe_type(a) for a in args}
-            if len(kinds) == 1 and kinds <= set(_PLURAL):
-                return f"a list of {len(args)} {_PLURAL[kinds.pop()]}"
-            return f"a list of {len(args)} ({', '.join(describe_type(a) for a in args)})"
-        return f"a list of ({describe_type(args[0])})" if args else "a list"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            dict: "a table"}.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _takes_float(hint: Any) -> bool:
@@ -217,19 +154,19 @@ def _check_typed(registry: Registry, kind: str, name: str, option: str, value: A
     if option not in known:
         raise OverrideError(f"{kind} {name!r} has no option {option!r}.{_close(option, known)} "
                             f"Known: {', '.join(known) or 'none'}")
-    hint = _hints(options_cls).get(option, Any)
+    hint = field_hints(options_cls).get(option, Any)
     if hint is Any:
         twin = _twin(cls(**base), option)
         hint = twin[0] if twin else Any
-    if matches(value, hint):
+    if fits(value, hint):
         return float(value) if isinstance(value, int) and not isinstance(value, bool) and _takes_float(hint) else value
     try:  # a value the entry converts ("auto" -> None, "7" -> 7) is fine when what it becomes fits
         twin = _twin(cls(**{**base, option: value}), option)
     except (TypeError, ValueError):
         twin = None
-    if twin is None or not matches(twin[1], twin[0]):
+    if twin is None or not fits(twin[1], twin[0]):
         raise OverrideError(f"option {option!r} of {kind} {name!r} must be {describe_type(hint)}, not "
-                            f"{_type_name(value)} ({value!r})")
+                            f"{type_name(value)} ({value!r})")
     return value
 
 

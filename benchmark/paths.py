@@ -43,12 +43,25 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}@{_host()}."
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it back at once
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
 def make_temp(path: Path) -> Path:
     """A fresh, exclusively created temp file beside ``path`` (``mkstemp``: unpredictable, never
     through an existing file or link); ``os.replace`` it onto ``path`` when done."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX + path.suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        # mkstemp makes the file 0600; the renamed file gets the mode a plain open() would give it, so a
+        # results directory or report on a shared file system stays readable by whom the umask allows
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    finally:
+        os.close(fd)
     return Path(name)
 
 

@@ -3,13 +3,21 @@
 A cell's file, ``<results>/cells/<suite>/<cell_id>.parquet``, holds one row per probe seed. Resuming
 means: a cell whose file holds its ok rows is skipped. Reading concatenates the cell files of that
 layout only (a backup copy elsewhere must not count twice), each checked first: a file that is not
-Parquet, has other columns or types than :data:`SCHEMA`, or holds another cell's rows is skipped and
-listed with the reason (:func:`scan_results`).
+Parquet, has other columns or types than :data:`SCHEMA`, holds another cell's rows, or whose rows no
+longer match the checksum written with them is skipped and listed with the reason (:func:`scan_results`).
+
+The checksum (:data:`ROWS_SHA256_KEY` in the Parquet schema metadata) is the sha256 of the rows' values
+as canonical JSON, so an edited value (a changed ``top1``, a flipped bit that leaves the file valid
+Parquet) makes the cell broken: ``run`` sets it aside as ``*.bad`` and runs it again, ``report`` exits 1.
+Files written before the checksum existed have none; they are read as before (nothing to check them
+against), and the next write of the cell adds one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -110,10 +118,25 @@ def to_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
 
 
+ROWS_SHA256_KEY = b"lgm_bench.rows_sha256"
+
+
+def rows_sha256(table: pa.Table) -> str:
+    """sha256 of a table's values, column by column in its order, as canonical JSON (floats exactly, NaN
+    and nulls as such, timestamps in ISO form): the same for the table written and the table read back."""
+    digest = hashlib.sha256()
+    for name in table.column_names:
+        values = table.column(name).to_pylist()
+        digest.update(json.dumps([name, values], separators=(",", ":"), default=str).encode())
+    return digest.hexdigest()
+
+
 def write_cell(path: Path, rows: list[dict]) -> None:
-    """Write a cell's rows to ``path`` atomically (temp file + rename)."""
+    """Write a cell's rows to ``path`` atomically (temp file + rename), with their checksum."""
+    table = to_table(rows)
+    metadata = {**(table.schema.metadata or {}), ROWS_SHA256_KEY: rows_sha256(table).encode()}
     buf = io.BytesIO()
-    pq.write_table(to_table(rows), buf)
+    pq.write_table(table.replace_schema_metadata(metadata), buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -206,12 +229,17 @@ def _first_sentence(err: Exception) -> str:
 
 def read_rows(path: Path) -> pd.DataFrame:
     """The rows of a file written by :func:`write_cell`, with every :data:`SCHEMA` column, after
-    checking its schema (names and exact types). Raises :class:`InvalidCellFile`."""
+    checking its schema (names and exact types) and its rows' checksum (when it has one). Raises
+    :class:`InvalidCellFile`."""
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as err:
         raise InvalidCellFile(f"unreadable (truncated or not Parquet): {_first_sentence(err)}") from None
     _check_schema(table.schema)
+    stored = (table.schema.metadata or {}).get(ROWS_SHA256_KEY)
+    if stored is not None and stored.decode(errors="replace") != rows_sha256(table):
+        raise InvalidCellFile("its rows do not match the checksum written with them (edited or damaged since); "
+                              "the cell runs again")
     frame = table.select([c for c in COLUMNS if c in table.schema.names]).to_pandas()
     for column in LATER_COLUMNS:
         if column not in frame:
@@ -220,8 +248,9 @@ def read_rows(path: Path) -> pd.DataFrame:
 
 
 def check_cell_file(path: Path) -> pd.DataFrame:
-    """The rows of the cell file ``path``, after checking its schema (names and exact types) and that
-    every row is the cell (``cell_id``, ``suite``) the path names. Raises :class:`InvalidCellFile`."""
+    """The rows of the cell file ``path``, after checking its schema (names and exact types), its rows'
+    checksum (when it has one) and that every row is the cell (``cell_id``, ``suite``) the path names.
+    Raises :class:`InvalidCellFile`."""
     path = Path(path)
     frame = read_rows(path)
     _check_rows(frame, path)

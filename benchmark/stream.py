@@ -36,6 +36,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .budgets import wire_budget_bytes
+from .data.decode import decode_row
 from .images import random_crop, resize_short_side
 from .types import LabeledImages, Preprocess
 
@@ -120,11 +121,12 @@ Chunk = Tensor | Packed  # what a worker returns for a list of requests
 
 
 class _Rows(Dataset):
-    """The worker side: ``dataset[(row, u)]`` is that row's image through ``decode``."""
+    """The worker side: ``dataset[(row, u)]`` is that row's image, as RGB (``benchmark.data.decode``: a
+    file that does not decode is an error naming the row and its file), through ``decode``."""
 
     def __init__(self, data: LabeledImages, decode: Decode) -> None:
+        self.data = data
         self.images = data.dataset.select_columns([data.image_column])  # decode no other column
-        self.column = data.image_column
         self.decode = decode
 
     def __len__(self) -> int:
@@ -132,7 +134,7 @@ class _Rows(Dataset):
 
     def __getitem__(self, request: Request) -> Tensor:
         row, u = request
-        return self.decode(self.images[int(row)][self.column], u)
+        return self.decode(decode_row(self.data, int(row), self.images), u)
 
 
 def _collate(items: list[Tensor]) -> Chunk:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .checks import build_options, type_name
 from .registry import BACKBONES, DATASETS, METHODS, PROBES, SUITES, Registry
 from .suites import RUN_ONLY_FIELDS, Cell, Suite
 
@@ -47,11 +48,6 @@ class SuiteFileError(ValueError):
     """A suite file that cannot be used; the message names the file, the key and the fix."""
 
 
-def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "a table"}.get(type(value), type(value).__name__)
-
-
 def _close(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
     return f" Did you mean: {', '.join(close)}?" if close else ""
@@ -69,19 +65,19 @@ class _Reader:
 
     def string(self, key: str, value: Any) -> str:
         if not isinstance(value, str):
-            raise self.fail(key, f"must be a string, not {_type_name(value)} ({value!r})")
+            raise self.fail(key, f"must be a string, not {type_name(value)} ({value!r})")
         return value
 
     def integer(self, key: str, value: Any, minimum: int = 1) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"must be an integer, not {_type_name(value)} ({value!r})")
+            raise self.fail(key, f"must be an integer, not {type_name(value)} ({value!r})")
         if value < minimum:
             raise self.fail(key, f"must be at least {minimum}, not {value}")
         return value
 
     def strings(self, key: str, value: Any) -> list[str]:
         if not isinstance(value, list) or not value:
-            raise self.fail(key, f"must be a non-empty list of strings, not {_type_name(value)} ({value!r})")
+            raise self.fail(key, f"must be a non-empty list of strings, not {type_name(value)} ({value!r})")
         return [self.string(f"{key}[{i}]", v) for i, v in enumerate(value)]
 
     def names(self, key: str, value: Any, registry: Registry) -> list[str]:
@@ -93,7 +89,7 @@ class _Reader:
 
     def table_of(self, key: str, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(key, f"must be a table, not {_type_name(value)} ({value!r})")
+            raise self.fail(key, f"must be a table, not {type_name(value)} ({value!r})")
         return value
 
     def per_name(self, key: str, value: Any, allowed: list[str], what: str,
@@ -112,8 +108,8 @@ class _Reader:
 
 def _check_options(reader: _Reader, registry: Registry) -> Callable[[str, str, dict[str, Any]], None]:
     def check(key: str, name: str, options: dict[str, Any]) -> None:
-        try:
-            registry.get(name)(**options).config()
+        try:  # the option dataclasses built, each typed value checked (a string for an integer, ...)
+            build_options(registry.get(name), options, f"{registry.kind} {name!r}").config()
         except (ValueError, TypeError) as err:
             raise reader.fail(key, str(err)) from None
     return check
@@ -190,7 +186,7 @@ def suite_from_table(table: Mapping[str, Any], path: Path) -> Suite:
         fields["cross_model"] = tuple(cross)
     if "alignment" in table:
         if not isinstance(table["alignment"], bool):
-            raise reader.fail("alignment", f"must be true or false, not {_type_name(table['alignment'])}")
+            raise reader.fail("alignment", f"must be true or false, not {type_name(table['alignment'])}")
         fields["alignment"] = table["alignment"]
     methods, datasets = defined, fields["datasets"]
     backbones = list(dict.fromkeys([*fields["backbones"], *fields.get("distill_backbones", [])]))
@@ -220,7 +216,7 @@ def suite_from_table(table: Mapping[str, Any], path: Path) -> Suite:
     if "exclude" in table:
         rules = table["exclude"]
         if not isinstance(rules, list):
-            raise reader.fail("exclude", f"must be a list of tables, not {_type_name(rules)}")
+            raise reader.fail("exclude", f"must be a list of tables, not {type_name(rules)}")
         cell_fields = {f.name: f.type for f in dataclasses.fields(Cell)}
         for i, rule in enumerate(rules):
             for k, v in reader.table_of(f"exclude[{i}]", rule).items():

@@ -41,7 +41,9 @@ class Preprocess:
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as TF
 
-        image = image.convert("RGB")
+        from .data.decode import to_rgb
+
+        image = to_rgb(image)
         mode = InterpolationMode(self.interpolation)
         image = TF.resize(image, self.resize, interpolation=mode, antialias=True)
         image = TF.center_crop(image, [self.crop, self.crop])
@@ -95,11 +97,13 @@ class LabeledImages:
 
     def load(self, indices: Sequence[int] | Tensor, preprocess: Preprocess) -> Tensor:
         """Decode and preprocess the given rows -> Nx3xCxC in [0, 1]."""
+        from .data.decode import decode_row
+
         idx = [int(i) for i in indices]
-        images = self.dataset.select(idx)[self.image_column] if idx else []
-        if not images:
+        if not idx:
             return torch.empty(0, 3, preprocess.crop, preprocess.crop)
-        return torch.stack([preprocess(im) for im in images])
+        images = self.dataset.select_columns([self.image_column])  # decode no other column
+        return torch.stack([preprocess(decode_row(self, i, images)) for i in idx])
 
 
 @dataclass(frozen=True)

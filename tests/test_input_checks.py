@@ -112,6 +112,15 @@ def test_temp_files_are_unpredictable_and_never_follow_a_link(tmp_path):
                                                                                        "victim"])
 
 
+def test_atomic_writes_get_the_mode_a_plain_write_gets(tmp_path):
+    # a results directory or report on a shared file system: mkstemp's 0600 would hide it from the group
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"x")
+    atomic_write_bytes(tmp_path / "cell.parquet", b"data")
+    mode = (tmp_path / "cell.parquet").stat().st_mode & 0o777
+    assert mode == plain.stat().st_mode & 0o777 and mode & 0o044  # readable by group and others (umask 022)
+
+
 def test_stale_temps_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)

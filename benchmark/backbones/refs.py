@@ -25,9 +25,9 @@ import torch
 from torch import Tensor
 
 from .openclip_adapter import OpenClipBackbone
-from .paper import PaperOpenClipSpec, PaperTimmSpec, WeightsUnavailableError, fetch_hub_file
+from .paper import PaperOpenClipSpec, PaperTimmSpec, WeightsUnavailableError, fetch_hub_file, hub_offline
 from .spec import BackboneSpec, LoadedModel, check_state_dict_keys, describe_architecture, seeded_init, sha256_file
-from .timm_adapter import TimmBackbone, TimmSpec, find_hf_cached_file, hf_revision_from_path
+from .timm_adapter import TimmBackbone, TimmSpec, find_hf_cached_file, hf_revision_from_path, timm_weight_file
 
 TIMM_POOLING = "forward_features+forward_head(pre_logits=True)"
 OPEN_CLIP_POOLING = "encode_image"
@@ -130,6 +130,13 @@ class TimmRefSpec(PaperTimmSpec):
         cfg = None if self.architecture.startswith("hf-hub:") else get_pretrained_cfg(self.architecture)
         if cfg is not None and cfg.hf_hub_id:  # the Hub: cached, downloaded, or the paper backbones' message
             return super().load(input_size, None, cache_dir=cache_dir, **kw)
+        if cfg is not None and hub_offline() and not TimmSpec.weights_available(self, cache_dir):
+            # offline means no network at all: timm would go to the URL anyway
+            source = timm_weight_file(cfg.to_dict(), cache_dir)[1]
+            raise WeightsUnavailableError(
+                f"backbone {self.name!r}: timm loads the weights of {self.architecture} from {source}, which is "
+                "not cached here, and HF_HUB_OFFLINE is set; build it once on a machine with network and copy "
+                f"torch.hub's checkpoints folder here, or give a local file: {self.name},weights=<file>")
         return TimmSpec.load(self, input_size, None, cache_dir=cache_dir, **kw)  # a URL or hf-hub: timm's own
 
     def _load_file(self, input_size: int, path: Path, kw: dict) -> LoadedModel:
@@ -312,6 +319,15 @@ class HfRefSpec(BackboneSpec):
     def weights_available(self, cache_dir: str | Path | None = None) -> bool:
         return find_hf_cached_file(self.repo_id, list(HF_CONFIGS), cache_dir=cache_dir) is not None
 
+    def check_input_size(self, input_size: int) -> None:
+        """A ViT repo's patch size is in its name (``..._patch16_...``, ``ViT-B-16``): the size must be a
+        multiple of it (timm or open_clip would otherwise fail, or crop, only when the cell runs)."""
+        super().check_input_size(input_size)
+        patch = _patch_size(self.repo_id)
+        if patch and input_size % patch:
+            raise ValueError(f"backbone {self.name!r}: input_size must be a multiple of the patch size {patch} "
+                             f"(e.g. {14 * patch}), not {input_size}")
+
     def load(self, input_size: int, weights: Path | None, *, cache_dir: str | Path | None = None,
              **kw: Any) -> LoadedModel:
         if weights is None and self.weights_file is not None:
@@ -360,6 +376,8 @@ def hf_reference(name: str, rest: str) -> HfRefSpec:
         raise ValueError(f"{ref.body!r} is not a Hub repo id; write <org>/<repo>, e.g. "
                          "hf:timm/vit_small_patch14_dinov2.lvd142m")
     size = ref.input_size or 224
-    return HfRefSpec(name=name, description=f"Hub repo {ref.body} (timm or open_clip) at {size} px by reference",
+    spec = HfRefSpec(name=name, description=f"Hub repo {ref.body} (timm or open_clip) at {size} px by reference",
                      architecture=f"hf-hub:{ref.body}", repo_id=ref.body, input_size=size,
                      weights_file=ref.weights)
+    spec.check_input_size(size)
+    return spec

@@ -106,6 +106,18 @@ def check_state_dict_keys(model: nn.Module, state_dict: dict[str, Tensor], what:
         raise RuntimeError(f"{what} does not load strictly; " + "; ".join(p for p in parts if p))
 
 
+def check_finite_weights(model: nn.Module, what: str) -> None:
+    """Every floating tensor of the model's state dict is finite; else NonFiniteError naming the first
+    tensor that is not (a NaN in the weights gives NaN features, and then chance-level "results")."""
+    from ..checks import NonFiniteError, all_finite, describe_nonfinite
+
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not tensor.is_meta and not all_finite(tensor):
+            raise NonFiniteError(f"{what}: weight tensor {name!r} holds values that are not finite: "
+                                 f"{describe_nonfinite(tensor)}; the weight file is damaged or was saved "
+                                 "from a diverged run")
+
+
 def build_strict(factory: Callable[[], nn.Module], state_dict: dict[str, Tensor], what: str) -> nn.Module:
     """``factory()`` built without initialising (on the meta device), then filled strictly from
     ``state_dict``: every parameter and buffer must come from it, with the right shape."""
@@ -238,8 +250,19 @@ class BackboneSpec(ABC):
         path = Path(weights).expanduser() if weights is not None else None
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"backbone {self.name!r}: weight file not found: {path}")
-        loaded = self.load(size, path, **kw)
+        try:
+            loaded = self.load(size, path, **kw)
+        except RuntimeError as err:
+            if path is None or "\n" not in str(err).strip():
+                raise
+            # torch's "Error(s) in loading state_dict" lists every key on its own line: one line here
+            lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+            more = f" (+{len(lines) - 2} more)" if len(lines) > 2 else ""
+            raise RuntimeError(f"backbone {self.name!r}: the weight file {path} does not load into "
+                               f"{self.architecture}: {' '.join(lines[:2])}{more}; give weights of this "
+                               "architecture") from None
         model = loaded.model.eval().requires_grad_(False)
+        check_finite_weights(model, f"backbone {self.name!r} ({loaded.weight_id})")
         feature_dim = loaded.feature_dim
         if feature_dim is None:
             feature_dim = self._dry_run_dim(loaded, size)

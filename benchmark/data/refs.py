@@ -36,6 +36,12 @@ def _class_folders(split_dir: Path) -> dict[str, int]:
             for d in sorted(split_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")}
 
 
+def _nested_images(split_dir: Path) -> list[str]:
+    """Class folders that hold images in subfolders: HF would take the subfolders for the classes."""
+    return [d.name for d in sorted(split_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")
+            and any(f.suffix.lower() in _IMAGE_SUFFIXES and f.parent != d for f in d.rglob("*"))]
+
+
 def check_image_folder(root: Path, rest: str) -> None:
     """``<root>/<split>/<class>/<image>`` for train and test, no empty class, the same classes in both."""
     classes = {}
@@ -46,6 +52,11 @@ def check_image_folder(root: Path, rest: str) -> None:
             raise ValueError(f"no {split!r} split folder in {rest} (found: {_quoted(found) or 'no folders'}); a "
                              f"folder: dataset needs {rest}/train/<class>/<image> and {rest}/test/<class>/<image>")
         counts = _class_folders(split_dir)
+        nested = _nested_images(split_dir)
+        if nested:
+            raise ValueError(f"class folder(s) {_quoted(nested)} of split {split!r} in {rest} hold images in "
+                             f"subfolders; a folder: dataset needs {rest}/{split}/<class>/<image>, the images "
+                             "directly in their class folder (its name is the class): move them up one level")
         empty = [c for c, n in counts.items() if n == 0]
         if empty:
             raise ValueError(f"class folder(s) {_quoted(empty)} of split {split!r} in {rest} hold no images; "

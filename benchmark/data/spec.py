@@ -143,7 +143,26 @@ class ParquetSource:
 
         if self.data_files and split not in dict(self.data_files):
             raise ValueError(f'Unknown split "{split}". Should be one of {self.split_names()}.')
+        self.check_files(split)
         return load_dataset("parquet", split=split, **self._kwargs())
+
+    def check_files(self, split: str) -> None:
+        """Each file of ``split`` is a readable parquet file and together they hold rows: a truncated file
+        or an empty split is a DatasetError naming the file (HF ``datasets`` says only that generating
+        the dataset failed). Reads the files' footers only."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows: dict[str, int] = {}
+        for file in self.split_files(split):
+            try:
+                rows[file] = pq.read_metadata(file).num_rows
+            except (OSError, pa.ArrowException) as err:
+                raise DatasetError(f"{file} is not a readable parquet file (truncated or damaged: "
+                                   f"{str(err).strip().splitlines()[0]}); write it again") from None
+        if rows and not any(rows.values()):
+            raise DatasetError(f"no rows in {', '.join(rows)}: split {split!r} of {self.describe()} is empty; "
+                               "write its rows (or remove the empty file)")
 
     def split_names(self) -> list[str] | None:
         if self.data_files:
@@ -475,20 +494,29 @@ class DatasetSpec:
         spec = self.resolved()
         if spec is not self:  # LGM_BENCH_DATA_<NAME>: messages then name the local source
             return spec.load(split, allow_missing_classes=allow_missing_classes)
+        checked = self.checked(split, allow_missing_classes=allow_missing_classes)
+        revision = getattr(self.source, "revision", None)
+        fp = fingerprint(checked.dataset, split=split, class_names=checked.class_names, image_column=self.image_column,
+                         label_column=self.label_column, group_column=self.group_column, revision=revision)
+        return LabeledImages(name=self.name, split=split, dataset=checked.dataset, class_names=checked.class_names,
+                             fingerprint=fp, image_column=self.image_column,
+                             label_column=self.label_column, group_column=self.group_column,
+                             revision=revision, realigned_from=checked.realigned_from)
+
+    def checked(self, split: str, *, allow_missing_classes: bool = False) -> CheckedSplit:
+        """What :meth:`load` checks, without the content fingerprint (which reads every image): the split
+        opens, has its columns, classes and labels in range, the train split every class, the test split
+        the train split's classes. The preflight (``benchmark.preflight``) runs this."""
+        spec = self.resolved()
+        if spec is not self:
+            return spec.checked(split, allow_missing_classes=allow_missing_classes)
         ds, classes = self._validate(self.load_raw(split), split)
         realigned_from = None
         if split == "train" and not allow_missing_classes:
             self._check_train_classes(ds, classes.names)
         elif split == "test":
             ds, classes, realigned_from = self._agree_with_train(ds, classes)
-        revision = getattr(self.source, "revision", None)
-        class_names = list(classes.names)
-        fp = fingerprint(ds, split=split, class_names=class_names, image_column=self.image_column,
-                         label_column=self.label_column, group_column=self.group_column, revision=revision)
-        return LabeledImages(name=self.name, split=split, dataset=ds, class_names=class_names,
-                             fingerprint=fp, image_column=self.image_column,
-                             label_column=self.label_column, group_column=self.group_column,
-                             revision=revision, realigned_from=realigned_from)
+        return CheckedSplit(ds, list(classes.names), realigned_from)
 
     def fingerprint(self, split: str) -> str:
         return self.load(split).fingerprint
@@ -604,7 +632,10 @@ class DatasetSpec:
         features = ds.features
         image_feature = features[self.image_column]
         if not isinstance(image_feature, Image):
-            if isinstance(image_feature, Value) and image_feature.dtype in ("binary", "large_binary", "string"):
+            raw = isinstance(image_feature, Value) and image_feature.dtype in ("binary", "large_binary", "string")
+            # the Hub's image struct written without the datasets metadata (pyarrow, pandas)
+            struct = isinstance(image_feature, dict) and set(image_feature) == {"bytes", "path"}
+            if raw or struct:
                 ds = ds.cast_column(self.image_column, Image())  # raw encoded bytes or file paths
             else:
                 raise DatasetError(
@@ -667,6 +698,16 @@ class DatasetSpec:
     def _stored_names(self, split: str) -> list[str] | None:
         stored = getattr(self.source, "stored_class_names", None)
         return stored(self.split_name(split), self.label_column) if callable(stored) else None
+
+
+@dataclass(frozen=True)
+class CheckedSplit:
+    """A split that passed :meth:`DatasetSpec.checked`: its rows, class names (the train split's order)
+    and, when its labels were realigned by name, its own class order."""
+
+    dataset: Any
+    class_names: list[str]
+    realigned_from: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

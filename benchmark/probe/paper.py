@@ -39,6 +39,7 @@ from torch import Tensor
 from .. import checkpoints
 from ..augment import flip_random_resized_crop
 from ..budgets import preload_budget_bytes
+from ..checks import check_finite
 from ..embedding import backbone_device
 from ..images import random_crop
 from ..neutral import neutral
@@ -337,6 +338,9 @@ class PaperProbe(ProbeProtocol):
         optimizer = torch.optim.Adam([weight, bias], lr=schedule.lr, weight_decay=o.weight_decay)
         use_amp = bool(o.amp) and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        # non-finite features would make the scaler skip every step in silence: an error where they appear
+        what = f"features of {backbone.name} in the paper probe"
+        what += " (fp16 autocast; amp=false computes in fp32)" if use_amp else ""
         labels = labels.long().to(device)
         n = len(labels)
         size = backbone.input_size
@@ -372,7 +376,7 @@ class PaperProbe(ProbeProtocol):
                 x = flip_random_resized_crop(x, size, generator, spec)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                     with torch.no_grad():
-                        z = backbone(x)
+                        z = check_finite(backbone(x), what)
                     logits = F.linear(z, weight, bias)
                     loss = F.cross_entropy(logits.float(), labels[pos.to(device)])
                 optimizer.zero_grad(set_to_none=True)
