@@ -158,6 +158,9 @@ def suite_from_table(table: Mapping[str, Any], path: Path) -> Suite:
     fields: dict[str, Any] = {"name": name, "description": description}
     fields["datasets"] = reader.names("datasets", table["datasets"], DATASETS)
     fields["methods"] = reader.names("methods", table["methods"], METHODS)
+    if "optional_methods" in table:
+        fields["optional_methods"] = reader.names("optional_methods", table["optional_methods"], METHODS)
+    defined = [*fields["methods"], *fields.get("optional_methods", [])]  # what options may name
     fields["backbones"] = reader.names("backbones", table["backbones"], BACKBONES)
     if "distill_backbones" in table:
         fields["distill_backbones"] = reader.names("distill_backbones", table["distill_backbones"], BACKBONES)
@@ -177,15 +180,15 @@ def suite_from_table(table: Mapping[str, Any], path: Path) -> Suite:
     if "cross_model" in table:
         cross = reader.strings("cross_model", table["cross_model"])
         for method in cross:
-            if method != "*" and method not in fields["methods"]:
+            if method != "*" and method not in defined:
                 raise reader.fail("cross_model", f"{method!r} is not one of this suite's methods "
-                                  f"({', '.join(fields['methods'])}) or '*'.{_close(method, fields['methods'])}")
+                                  f"({', '.join(defined)}) or '*'.{_close(method, defined)}")
         fields["cross_model"] = tuple(cross)
     if "alignment" in table:
         if not isinstance(table["alignment"], bool):
             raise reader.fail("alignment", f"must be true or false, not {type_name(table['alignment'])}")
         fields["alignment"] = table["alignment"]
-    methods, datasets = fields["methods"], fields["datasets"]
+    methods, datasets = defined, fields["datasets"]
     backbones = list(dict.fromkeys([*fields["backbones"], *fields.get("distill_backbones", [])]))
     if "method_options" in table:
         fields["method_options"] = reader.per_name("method_options", table["method_options"], methods, "methods",

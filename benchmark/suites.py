@@ -69,6 +69,9 @@ class Suite:
     protocol_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     exclude: list[dict[str, Any]] = field(default_factory=list)
     alignment: bool = False  # also measure mutual-kNN alignment of every backbone pair per dataset
+    # Methods defined for this suite (their options and cross-model probing) that it does not run unless
+    # asked: ``run --methods`` naming them, or :meth:`with_optional_methods`. Its own cells stay as they are.
+    optional_methods: list[str] = field(default_factory=list)
     # A rehearsal (``run --limit``/``--set``, benchmark.overrides): images per class or a fraction of each
     # class of both splits (part of every cell's settings when set), and the ``--set`` assignments already
     # applied to the options above, kept to be recorded in the rows. Neither is a suite file key.
@@ -79,6 +82,10 @@ class Suite:
         """The options a method gets on a dataset: the suite's, then the dataset's overrides."""
         per_dataset = self.dataset_method_options.get(dataset, {}).get(method, {})
         return {**self.method_options.get(method, {}), **per_dataset}
+
+    def with_optional_methods(self) -> Suite:
+        """The suite with its optional methods run too."""
+        return self.replace(methods=list(dict.fromkeys([*self.methods, *self.optional_methods])))
 
     def replace(self, **changes: Any) -> Suite:
         """A copy with the given axes replaced (CLI overrides); ``None`` keeps the suite's value."""
@@ -239,6 +246,18 @@ SMOKE = register_suite(Suite(
     protocol="fast",
 ))
 
+# LGM beside the classic distillation objectives in the same house (docs/method.md): the embedded
+# default's data, backbones and probe, each distillation method at its `embedded` preset, every set
+# probed by both backbones.
+METHODS_SUITE = register_suite(DEFAULT.replace(
+    name="methods",
+    description="LGM, distribution matching and kernel ridge matching in the same loop, beside centroids and "
+                "random real images (embedded default's data and backbones, offline, minutes on a CPU)",
+    methods=["lgm", "dm", "krr", "centroids", "random_real"],
+    method_options={name: {"preset": "embedded"} for name in ("lgm", "dm", "krr")},
+    alignment=False,
+))
+
 DEFAULT_SUITE = DEFAULT.name
 
 # -- the paper's experiments (the paper's Tables 1-5) -------------------------------------------------
@@ -246,13 +265,18 @@ DEFAULT_SUITE = DEFAULT.name
 PAPER_BACKBONES = ["clip_vitb16", "dinov2_vitb14", "eva02_vitb14", "mocov3_vitb16"]
 PAPER_METHODS = ["lgm", "neighbors", "centroids", "random_real", "full_data"]
 LGM_ABLATIONS = ["lgm_no_decorrelate", "lgm_no_pyramid", "lgm_no_augment"]
-# The paper's runs use K = 3 augmentations per batch on ImageNet-1k and K = 10 elsewhere.
-PAPER_DATASET_OPTIONS = {"imagenet1k": {"lgm": {"augs_per_batch": 3}}}
+# The other distillation objectives, at their `paper` presets: an optional axis of every paper suite
+# (`run --suite imagenet100 --methods lgm dm krr ...`), so the paper's tables and cells stay as they are.
+RIVALS = ["dm", "krr"]
+# The paper's runs use K = 3 augmentations per batch on ImageNet-1k and K = 10 elsewhere; KRR's support
+# set is the K copies, as LGM's synthetic batch (DM augments each image once: K = 1 everywhere).
+PAPER_DATASET_OPTIONS = {"imagenet1k": {"lgm": {"augs_per_batch": 3}, "krr": {"augs_per_batch": 3}}}
 
 
 def paper_suite(name: str, description: str, datasets: list[str], **kw: Any) -> Suite:
     base: dict[str, Any] = dict(methods=PAPER_METHODS, backbones=PAPER_BACKBONES, ipc=[1], seeds=5,
-                                protocol="paper", dataset_method_options=PAPER_DATASET_OPTIONS)
+                                protocol="paper", dataset_method_options=PAPER_DATASET_OPTIONS,
+                                optional_methods=RIVALS)
     return register_suite(Suite(name=name, description=description, datasets=datasets, **{**base, **kw}))
 
 
@@ -262,7 +286,7 @@ paper_suite("imagenet1k", "Table 1: ImageNet-1k (K = 3), 1 image/class, 4 backbo
 paper_suite("fine_grained", "Tables 5/8: Stanford Dogs, CUB-200, Flowers-102, Food-101 on 4 backbones",
             ["stanford_dogs", "cub200", "flowers102", "food101"])
 paper_suite("cross_model", "Table 2: LGM distilled with each backbone, probed with every backbone (ImageNet-100)",
-            ["imagenet100"], methods=["lgm"], cross_model=("lgm",), alignment=True)
+            ["imagenet100"], methods=["lgm"], cross_model=("lgm", *RIVALS), alignment=True)
 paper_suite("spurious", "Table 4: Spawrious o2o-hard and Waterbirds, average and worst-group accuracy",
             ["spawrious_o2o_hard", "waterbirds"])
 paper_suite("ablation", "Table 3: LGM without decorrelation, pyramid or augmentation (ImageNet-100)",

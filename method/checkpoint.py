@@ -1,4 +1,4 @@
-"""Atomic checkpoints of an LGM run: parameters, optimiser, step, loss curve and every RNG state.
+"""Atomic checkpoints of a distillation run: parameters, optimiser, step, loss curve and every RNG state.
 
 The run draws all its randomness from its own ``torch.Generator`` objects (a CPU one for small draws and
 one on the device for noise and heads), so their states are what a resume needs; the global torch CPU
@@ -54,9 +54,9 @@ def load(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     try:
         found = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or corrupt: start over rather than trust it
-        log.warning("LGM checkpoint %s is unreadable (%s); starting from scratch", path, err)
+        log.warning("checkpoint %s is unreadable (%s); starting from scratch", path, err)
         return None
     if found.get("format") != FORMAT or found.get("identity") != identity:
-        log.warning("LGM checkpoint %s belongs to another run or format; starting from scratch", path)
+        log.warning("checkpoint %s belongs to another run or format; starting from scratch", path)
         return None
     return found

@@ -1,24 +1,26 @@
-"""The typed configuration of one LGM distillation run, its named presets, and how options resolve.
+"""The typed configuration of a distillation run, the named presets, and how options resolve.
 
-``LGMConfig`` carries the paper's defaults (docs/method.md). A preset replaces some of them for a
-budget (``paper``, ``embedded_budget``, ``embedded``, ``smoke``); per-field options override the
-preset; an ablation variant pins the field it ablates. Every field lands in the synthetic set's metadata
-and in ``Method.config()`` (hence the result rows' config hash), except that the fields declared
-``neutral`` (``benchmark/neutral.py``: ``micro_batch``, ``checkpoint_every``) cannot change a number:
-an identity holds them at the preset's value or leaves them out, and a checkpoint's identity leaves
-them out.
+``DistillConfig`` holds the options of the loop every objective shares (``method/distill.py``: images,
+augmentation, real images, numerics, schedule); its defaults are LGM's paper values. Each objective
+extends it with its own fields (``LGMConfig`` adds the random head's ``head_std``; ``method/dm.py`` and
+``method/krr.py`` theirs). A preset replaces some defaults for a budget (``paper``, ``embedded``, ...);
+per-field options override the preset; an ablation variant pins the field it ablates. Every field lands
+in the synthetic set's metadata and in ``Method.config()`` (hence the result rows' config hash), except
+that the fields declared ``neutral`` (``benchmark/neutral.py``: ``micro_batch``, ``checkpoint_every``)
+cannot change a number: an identity holds them at the preset's value or leaves them out, and a
+checkpoint's identity leaves them out.
 
 Two fields may be ``None`` and are then derived from the distilling backbone when the run starts:
 ``crop_res`` (``None``: the backbone's input size) and ``syn_res`` (``None``: ``round(crop_res * 256 /
 224)``, the paper's 256/224 ratio). ``real_res`` ``None`` means ``syn_res`` (the paper resizes real images
-to the synthetic resolution). ``LGMConfig.resolve(input_size)`` returns the config with them filled in.
+to the synthetic resolution). ``resolve(input_size)`` returns the config with them filled in.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from benchmark.neutral import neutral, neutral_fields
 
@@ -27,20 +29,24 @@ Precision = Literal["auto", "fp16", "bf16", "fp32"]
 RealSampling = Literal["epoch", "uniform", "balanced"]
 Schedule = Literal["official", "exact"]
 InitMode = Literal["noise", "zero", "real"]
+MICRO_BATCH_MODES = ("auto", "off")
 
 
 @dataclass(frozen=True)
-class LGMConfig:
-    """One LGM run. Defaults are the paper's (``preset="paper"``)."""
+class DistillConfig:
+    """The shared loop's options, for every objective. Defaults are LGM's paper's (``preset="paper"``)."""
+
+    kind: ClassVar[str] = "distillation"  # how messages name the config: "bad LGM config: ..."
 
     # optimisation
     steps: int = 5000  # the official ``iterations``: with schedule "official" the loop makes steps + 1 updates
     # "official": the official loop (steps + 1 updates; growth before 0-indexed update k*grow_every + 1);
     # "exact": ``steps`` updates, growth before 0-indexed update k*grow_every. See pyramid.GrowthSchedule.
     schedule: Schedule = "official"
-    augs_per_batch: int = 10  # K: synthetic copies per step; the real batch is ipc * K * C images
+    # K: synthetic copies per step; LGM's real batch is ipc * K * C images (an objective with a
+    # ``real_per_class`` field sets its own: ``real_images_per_class``)
+    augs_per_batch: int = 10
     lr: float = 2e-3  # Adam, no weight decay, no clipping
-    head_std: float = 0.01  # fresh random head W ~ N(0, head_std^2), bias 0, every step
     # The real batch, ipc*K*C images. "epoch": the official loader: the split shuffled once per epoch
     # and cut into batches, the incomplete last one dropped; "uniform": an independent uniform draw
     # every step; "balanced": ipc*K images of every class (not the paper's; removes the class-count
@@ -48,12 +54,13 @@ class LGMConfig:
     real_sampling: RealSampling = "epoch"
     # Not in the paper. 0: the paper's fresh real batch every step. V > 0: before step 1, embed V
     # augmented views of every training image (at most ``real_bank_rows`` images, class-balanced) once,
-    # and take g_real over that whole bank every step: the target becomes (nearly) the expected real
-    # gradient instead of a small batch's, and a step needs no real forward pass.
+    # and give the objective that whole bank every step instead of a batch (LGM: the target becomes
+    # nearly the expected real gradient instead of a small batch's); a step needs no real forward pass.
     real_bank: int = 0
     real_bank_rows: int | None = None
     # Not in the paper. True: subtract the mean real feature (the bank's, or this step's real batch's)
-    # from real and synthetic features before the head, i.e. a random head with bias -W mu instead of 0.
+    # from real and synthetic features before the head (LGM: a random head with bias -W mu instead of
+    # 0; KRR: a ridge head with an intercept; DM refuses it, its loss cannot change).
     # Where features sit far from the origin (the bundled ViT: |mu| 36, class means 9 from it), the shared
     # part otherwise dominates the gradient and the cosine says little about the classes.
     center_features: bool = False
@@ -93,18 +100,26 @@ class LGMConfig:
     # numerics: "auto" is fp16 autocast with the manual x1024 loss scale on CUDA, plain fp32 on CPU
     precision: Precision = "auto"
     loss_scale: float = 1024.0  # applied with fp16 only
-    # bookkeeping (neutral: an LGM key holds the preset's value, whatever a suite sets)
+    # bookkeeping (neutral: a method's key holds its preset's value, whatever a suite sets)
     checkpoint_every: int = neutral(100, key=100)  # steps between atomic checkpoints (0: never)
-    # Not in the paper; changes memory only, never the result. Images per backbone pass in a step. None:
-    # the whole synthetic set x K in one pass with the graph kept (the official step). m: the exact same
-    # step in chunks of at most m images (a no-grad pass gives g_syn and dLoss/dz, then each chunk is
-    # recomputed with the graph and back-propagates its share; the real batch is embedded in chunks of
-    # m too): about one more forward pass, peak activation memory of m images. "auto": on CUDA, m from
-    # the free memory and the measured memory of a probe chunk (Distiller.resolve_micro_batch); on a
-    # CPU, None. Neutral: left out of every identity; the metadata records the m used.
+    # Not in the paper; changes memory only, never the result. Images per backbone pass in a step. m: the
+    # exact same step in chunks of at most m images (a no-grad pass gives the synthetic features and
+    # dLoss/dz, then each chunk is recomputed with the graph and back-propagates its share; the real batch
+    # is embedded in chunks of m too): about one more forward pass, peak activation memory of m images.
+    # "auto": on CUDA, m from the free memory and the measured memory of a probe chunk
+    # (Distiller.resolve_micro_batch), one pass when the whole step fits; on a CPU, one pass. None (the
+    # default) means "auto". "off": one pass everywhere (the official step, whatever the memory). A step
+    # that runs out of CUDA memory halves m and runs again. Neutral: left out of every identity; the
+    # metadata records the m used and the out-of-memory retries.
     micro_batch: int | str | None = neutral(None)
 
     def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError(f"bad {self.kind} config: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """What is wrong with the values (empty when nothing); objectives add theirs."""
         problems = []
         if self.steps < 0:
             problems.append("steps must be >= 0")
@@ -141,13 +156,20 @@ class LGMConfig:
         if self.pyramid_start_res < 1:
             problems.append("pyramid_start_res must be >= 1")
         mb = self.micro_batch
-        if not (mb is None or mb == "auto" or (isinstance(mb, int) and not isinstance(mb, bool) and mb >= 1)):
-            problems.append(f"micro_batch must be None (one pass), a positive integer (images per backbone "
-                            f"pass) or 'auto', not {mb!r}")
-        if problems:
-            raise ValueError("bad LGM config: " + "; ".join(problems))
+        if not (mb is None or mb in MICRO_BATCH_MODES
+                or (isinstance(mb, int) and not isinstance(mb, bool) and mb >= 1)):
+            problems.append(f"micro_batch must be None (the default, 'auto'), a positive integer (images per "
+                            f"backbone pass), 'auto' (chunks sized from free CUDA memory; one pass on a CPU) or "
+                            f"'off' (one pass everywhere), not {mb!r}")
+        return problems
 
-    def resolve(self, input_size: int | None) -> LGMConfig:
+    def real_images_per_class(self, ipc: int) -> int:
+        """Real images per class in an update's real batch: the objective's ``real_per_class`` where it has
+        one and sets it, else ipc x K (LGM's, the official loader's)."""
+        per_class = getattr(self, "real_per_class", None)
+        return int(per_class) if per_class is not None else ipc * self.augs_per_batch
+
+    def resolve(self, input_size: int | None) -> Any:
         """Fill the backbone-derived resolutions in; ``input_size`` is the distilling backbone's."""
         crop = self.crop_res
         if crop is None:
@@ -161,7 +183,7 @@ class LGMConfig:
     def to_dict(self, result_only: bool = False, omit: frozenset[str] | None = None) -> dict[str, Any]:
         """JSON-ready (tuples become lists). ``result_only``: without the neutral fields, which cannot
         change a result (what identifies a checkpoint); ``omit``: without these fields."""
-        drop = neutral_fields(LGMConfig) if result_only else omit or frozenset()
+        drop = neutral_fields(type(self)) if result_only else omit or frozenset()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
                 if k not in drop}
 
@@ -170,7 +192,15 @@ class LGMConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
 
-# Named budgets, chosen by the suite through the ``preset`` option.
+@dataclass(frozen=True)
+class LGMConfig(DistillConfig):
+    """One LGM run: the loop's options and the random head's. Defaults are the paper's."""
+
+    kind: ClassVar[str] = "LGM"
+    head_std: float = 0.01  # fresh random head W ~ N(0, head_std^2), bias 0, every step
+
+
+# LGM's named budgets, chosen by the suite through the ``preset`` option.
 PRESETS: dict[str, dict[str, Any]] = {
     # docs/method.md, the `paper` column.
     "paper": {},
@@ -202,19 +232,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_config(preset: str = "paper", overrides: dict[str, Any] | None = None,
-                 fixed: dict[str, Any] | None = None) -> LGMConfig:
-    """Preset values, then per-field ``overrides`` (``None`` values ignored), then a variant's ``fixed``."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown LGM preset {preset!r}; known presets: {', '.join(PRESETS)}")
-    values: dict[str, Any] = dict(PRESETS[preset])
+def build(config_cls: type[DistillConfig], presets: dict[str, dict[str, Any]], preset: str = "paper",
+          overrides: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None) -> Any:
+    """A ``config_cls`` from ``presets[preset]``, then per-field ``overrides`` (``None`` values ignored),
+    then a variant's ``fixed``."""
+    kind = config_cls.kind
+    if preset not in presets:
+        raise ValueError(f"unknown {kind} preset {preset!r}; known presets: {', '.join(presets)}")
+    values: dict[str, Any] = dict(presets[preset])
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unknown = sorted(set(overrides) - set(LGMConfig.field_names()))
+    known = config_cls.field_names()
+    unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise ValueError(f"unknown LGM options {unknown}; known: {', '.join(LGMConfig.field_names())}")
+        raise ValueError(f"unknown {kind} options {unknown}; known: {', '.join(known)}")
     for name, value in (fixed or {}).items():
         if name in overrides and overrides[name] != value:
-            raise ValueError(f"this LGM variant fixes {name}={value!r}; it cannot be set to {overrides[name]!r}")
+            raise ValueError(f"this {kind} variant fixes {name}={value!r}; it cannot be set to {overrides[name]!r}")
     values.update(overrides)
     values.update(fixed or {})
     for name in ("syn_res", "crop_res", "real_res"):  # "auto": derive from the backbone (None)
@@ -226,18 +259,24 @@ def build_config(preset: str = "paper", overrides: dict[str, Any] | None = None,
     for name in ("crop_scale", "crop_ratio"):  # JSON/CLI give lists
         if name in values and values[name] is not None:
             values[name] = tuple(float(v) for v in values[name])
-    return LGMConfig(**values)
+    return config_cls(**values)
 
 
-def options_dataclass() -> type:
-    """The ``Options`` of the LGM methods: ``preset`` plus every ``LGMConfig`` field as an optional
-    override (``None``: the preset's value; ``"auto"`` for a resolution: derive it from the backbone)."""
+def build_config(preset: str = "paper", overrides: dict[str, Any] | None = None,
+                 fixed: dict[str, Any] | None = None) -> LGMConfig:
+    """An ``LGMConfig`` from LGM's ``PRESETS`` (see :func:`build`)."""
+    return build(LGMConfig, PRESETS, preset, overrides, fixed)
+
+
+def options_dataclass(config_cls: type[DistillConfig], name: str) -> type:
+    """The ``Options`` of a method: ``preset`` plus every field of ``config_cls`` as an optional override
+    (``None``: the preset's value; ``"auto"`` for a resolution: derive it from the backbone)."""
     fields: list[tuple[str, Any, Any]] = [("preset", str, field(default="paper"))]
-    for f in dataclasses.fields(LGMConfig):  # neutral stays neutral (metadata), with None: the preset's value
+    for f in dataclasses.fields(config_cls):  # neutral stays neutral (metadata), with None: the preset's value
         fields.append((f.name, Any, field(default=None, metadata=f.metadata)))
-    options = dataclasses.make_dataclass("LGMOptions", fields)
+    options = dataclasses.make_dataclass(name, fields)
     options.__module__ = __name__
     return options
 
 
-LGMOptions = options_dataclass()
+LGMOptions = options_dataclass(LGMConfig, "LGMOptions")

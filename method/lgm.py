@@ -1,78 +1,80 @@
-"""``lgm`` and its ablations as registered methods (docs/method.md; the paper's Table 3 for the ablations)."""
+"""Linear Gradient Matching, the paper's objective, and ``lgm`` with its ablations as registered methods
+(docs/method.md; the paper's Table 3 for the ablations).
+
+Per update a fresh random head W ~ N(0, head_std^2), b = 0; g = d CE(z W^T + b, y) / d[W, b] on the
+real features (detached) and on the synthetic ones; loss = 1 - cos(g_real, g_syn) over the whole
+flattened [W; b]. ``center_features`` (not in the paper) subtracts the real mean feature from both first.
+"""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from benchmark.hashing import stable_hash
-from benchmark.neutral import neutral_fields, result_options
+from torch import Tensor
+
 from benchmark.registry import METHODS
-from benchmark.types import Backbone, LabeledImages, Method, RunContext, SyntheticSet
 
-from .config import LGMConfig, LGMOptions, build_config
-from .distill import Distiller
-from .preview import save_grid
+from .config import PRESETS, LGMConfig, LGMOptions
+from .gradients import head_gradient, matching_loss, random_head
+from .methods import DistillMethod
+from .objective import Objective, RealFeatures
 
-GRID_FILENAME = "grid.png"
+
+@dataclass
+class HeadTarget:
+    """An update's random head, the real gradient it gives, and the centre both feature sets share."""
+
+    g_real: Tensor
+    weight: Tensor
+    bias: Tensor
+    centre: Tensor | None
+
+
+class LGMObjective(Objective):
+    """Match the gradient of a fresh random linear head on real and synthetic features."""
+
+    name = "lgm"
+    Config = LGMConfig
+    real_block = None  # the official loader's batch, crops and augmentation drawn for the whole batch at once
+    cuda_autocast = "fp16"  # the official numerics: fp16 autocast, the loss scaled x1024
+
+    def target(self, real: RealFeatures) -> HeadTarget:
+        loop = self.loop
+        weight, bias = random_head(loop.num_classes, loop.backbone.feature_dim, self.cfg.head_std,  # type: ignore[attr-defined]
+                                   loop.dev_gen, loop.device)
+        g_real, centre = self.real_gradient(real, weight, bias)
+        return HeadTarget(g_real, weight, bias, centre)
+
+    def real_gradient(self, real: RealFeatures, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor | None]:
+        """g_real (detached) and the feature centre the synthetic features must share (or None)."""
+        z, y = real()
+        centre = z.float().mean(0) if self.cfg.center_features else None
+        z = z if centre is None else z.float() - centre
+        return head_gradient(z, y, weight, bias).detach(), centre
+
+    def loss(self, z: Tensor, y: Tensor, target: HeadTarget) -> Tensor:
+        centre = target.centre
+        g_syn = head_gradient(z if centre is None else z.float() - centre, y, target.weight, target.bias)
+        return matching_loss(target.g_real, g_syn)
+
+
 # (option, value) pairs the paper itself uses for some dataset: K = 3 augmentations on ImageNet-1k
 PAPER_PER_DATASET = {("augs_per_batch", 3)}
 
 
 @METHODS.register("lgm")
-class LGM(Method):
+class LGM(DistillMethod):
     """Linear Gradient Matching: synthetic images whose random-linear-head gradients match real ones."""
 
     name = "lgm"
     description = "Linear Gradient Matching (the paper's method): pyramid images, random heads, cosine"
     display_name = "LGM"
+    objective = LGMObjective
     Options = LGMOptions
-    fixed: ClassVar[dict[str, Any]] = {}  # what an ablation variant pins
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        overrides = {k: v for k, v in vars(self.options).items() if k != "preset"}
-        self.lgm_config: LGMConfig = build_config(self.options.preset, overrides, self.fixed)
-        # the identity's config: neutral overrides (checkpoint cadence, micro_batch) fall back to the preset
-        self._key_config = build_config(self.options.preset, result_options(LGMOptions, overrides), self.fixed)
-
-    def config(self) -> dict[str, Any]:
-        """Every field of the run's config (``crop_res``/``syn_res`` ``None``: derived from the distilling
-        backbone's input size, whose identity is part of every artifact key; the metadata has the values),
-        neutral fields as keys see them: ``checkpoint_every`` at the preset's value, ``micro_batch`` left out."""
-        fields = self._key_config.to_dict(omit=neutral_fields(LGMConfig, "omitted"))
-        return {"method": self.name, "preset": self.options.preset, **fields}
-
-    @classmethod
-    def label(cls, config: dict[str, Any]) -> str | None:
-        """What the report shows beside "LGM": the preset unless it is ``paper``; for ``paper`` with
-        overrides beyond the paper's own per-dataset settings, ``paper+<hash of the overrides>`` (so two
-        override sets are never pooled, and no table calls such a run plain "LGM")."""
-        preset = config.get("preset", "paper")
-        if preset != "paper":
-            return str(preset)
-        paper = build_config("paper", {}, cls.fixed).to_dict(result_only=True)
-        changed = {k: v for k, v in config.items()
-                   if k in paper and v != paper[k] and (k, v) not in PAPER_PER_DATASET}
-        return f"paper+{stable_hash(changed, 6)}" if changed else None
-
-    def synthesize(self, train: LabeledImages, backbone: Backbone | None, ipc: int, seed: int,
-                   ctx: RunContext) -> SyntheticSet:
-        if backbone is None:
-            raise ValueError(f"{self.name} distils through a backbone; none was given")
-        cfg = self.lgm_config.resolve(backbone.input_size)
-        started = time.perf_counter()
-        distiller = Distiller(cfg, train, backbone, ipc, seed, device=ctx.device, artifact_dir=ctx.artifact_dir,
-                              progress=ctx.progress, workers=ctx.workers)
-        images = distiller.run()
-        meta = {"method": self.name, "preset": self.options.preset, **distiller.metadata(),
-                "wall_seconds": time.perf_counter() - started}
-        labels = distiller.labels.cpu()
-        if ctx.artifact_dir is not None:
-            title = f"{self.name} | {train.name} | {backbone.name} | {distiller.step_done} steps"
-            save_grid(images, labels, train.class_names, ctx.artifact_dir / GRID_FILENAME, title=title)
-            meta["grid"] = GRID_FILENAME
-        return SyntheticSet(labels=labels, images=images, metadata=meta)
+    presets = PRESETS
+    paper_per_dataset = PAPER_PER_DATASET
+    fixed: ClassVar[dict[str, Any]] = {}
 
 
 @METHODS.register("lgm_no_decorrelate")

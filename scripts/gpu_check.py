@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmark.paths import atomic_write_bytes
 
     device = torch.device(args.device)
-    micro = None if args.micro_batch == "none" else args.micro_batch if args.micro_batch == "auto" \
+    micro = "off" if args.micro_batch == "none" else args.micro_batch if args.micro_batch == "auto" \
         else int(args.micro_batch)
     workers = default_workers() if args.workers is None else args.workers
     backbone = build_backbone(args.arch, args.size, device)
