@@ -41,7 +41,8 @@ def load(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     except Exception as err:  # truncated or corrupt: start over rather than trust it
         log.warning("checkpoint %s is unreadable (%s); starting this part again", path, err)
         return None
-    if not isinstance(found, dict) or found.get("format") != FORMAT or found.get("identity") != identity:
+    if not isinstance(found, dict) or found.get("format") != FORMAT or found.get("identity") != identity \
+            or not isinstance(found.get("state"), dict):
         log.warning("checkpoint %s belongs to another run or format; starting this part again", path)
         return None
     return found["state"]

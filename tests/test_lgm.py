@@ -364,7 +364,7 @@ def test_killed_run_resumes_from_checkpoint_to_identical_images(tmp_path):
     with pytest.raises(Killed):
         Distiller(cfg, train, backbone, ipc=2, seed=7, artifact_dir=killed_dir).run()
     hook.remove()
-    assert torch.load(killed_dir / checkpoint.FILENAME, weights_only=True)["step"] == 3
+    assert torch.load(killed_dir / checkpoint.FILENAME, weights_only=True)["state"]["step"] == 3
 
     resumed = Distiller(cfg, train, toy_backbone(), ipc=2, seed=7, artifact_dir=killed_dir)
     images = resumed.run()

@@ -107,7 +107,7 @@ def test_killed_run_with_micro_batch_resumes_to_identical_images(tmp_path):
     with pytest.raises(Killed):
         dying_run.run()
     hook.remove()
-    assert torch.load(killed_dir / checkpoint.FILENAME, weights_only=True)["step"] == 3
+    assert torch.load(killed_dir / checkpoint.FILENAME, weights_only=True)["state"]["step"] == 3
 
     resumed = Distiller(cfg, train, toy_backbone(), ipc=1, seed=7, artifact_dir=killed_dir)
     images = resumed.run()

@@ -267,7 +267,7 @@ def test_resume_from_a_checkpoint_gives_the_same_images_for_every_objective(name
     with pytest.raises(Killed):
         dying.run()
     hook.remove()
-    assert torch.load(tmp_path / "killed" / checkpoint.FILENAME, weights_only=True)["step"] == 2
+    assert torch.load(tmp_path / "killed" / checkpoint.FILENAME, weights_only=True)["state"]["step"] == 2
     resumed = Distiller(cfg, train, toy_backbone(), ipc=1, seed=7, artifact_dir=tmp_path / "killed")
     assert torch.equal(resumed.run(), reference)
     assert resumed.resumed_from == 2 and len(resumed.loss_curve) == 4
@@ -290,7 +290,7 @@ def test_a_preemption_signal_stops_every_objective_at_its_step_and_resumes_to_th
         for signum, handler in before.items():
             signal.signal(signum, handler)
     assert stop.value.where == "step 2"
-    assert torch.load(tmp_path / checkpoint.FILENAME, weights_only=True)["step"] == 2
+    assert torch.load(tmp_path / checkpoint.FILENAME, weights_only=True)["state"]["step"] == 2
     resumed = Distiller(cfg, train, toy_backbone(), ipc=1, seed=7, artifact_dir=tmp_path)
     assert torch.equal(resumed.run(), reference) and resumed.resumed_from == 2
 

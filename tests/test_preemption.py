@@ -93,7 +93,7 @@ def test_lgm_stops_at_the_step_the_signal_came_in_and_resumes_to_the_same_images
     with pytest.raises(Preempted) as stop:
         stopped.run()
     assert stop.value.where == "step 5"
-    assert torch.load(tmp_path / checkpoint.FILENAME, weights_only=True)["step"] == 5
+    assert torch.load(tmp_path / checkpoint.FILENAME, weights_only=True)["state"]["step"] == 5
     preemption.uninstall()
     resumed = Distiller(cfg, train, toy_backbone(), ipc=2, seed=7, artifact_dir=tmp_path)
     with caplog.at_level(logging.INFO, logger="method.distill"):
