@@ -263,7 +263,7 @@ def outcome(results: Path, reference: bytes) -> Outcome:
     wait_done(job)
     text = log_text(results)
     stopped = [int(m) for m in re.findall(r"preempted by SIG\w+ at step (\d+); checkpoint saved", text)]
-    resumed = [int(m) for m in re.findall(r"LGM resumed from \S+ at step (\d+)", text)]
+    resumed = [int(m) for m in re.findall(r"resumed \w+ from \S+ at step (\d+)", text)]
     same = lgm_set(results).read_bytes() == reference
     return Outcome(job, sacct(job)[job], text, sorted(set(stopped)), resumed, same)
 
