@@ -23,6 +23,25 @@ from .types import SyntheticSet
 log = logging.getLogger(__name__)
 FORMAT = 2  # 2: meta.json holds the payload's sha256
 PAYLOAD = "set.safetensors"
+META = "meta.json"
+FOLDER = "artifacts"  # the store's folder in a results directory
+
+
+def locate(artifact: str, results: Path, marker: str = META) -> Path | None:
+    """The directory holding ``marker`` that a row's ``artifact`` names, or None.
+
+    Rows keep the path as the run saw it: relative to its working directory (``results/artifacts/…``)
+    or absolute. It is looked for first by its part below ``artifacts/`` in this results directory, so a
+    report run from another directory, or of a results directory copied elsewhere, finds the sets; then
+    as written, beside the results directory, and inside it."""
+    path = Path(artifact)
+    candidates = []
+    if FOLDER in path.parts:
+        below = path.parts[len(path.parts) - path.parts[::-1].index(FOLDER):]
+        if below:
+            candidates.append(Path(results, FOLDER, *below))
+    candidates += [path] if path.is_absolute() else [Path(results).parent / path, Path(results) / path, path]
+    return next((c for c in candidates if (c / marker).is_file()), None)
 
 
 @dataclass(frozen=True)
@@ -59,7 +78,7 @@ class ArtifactStore:
     def load(self, key: ArtifactKey) -> tuple[SyntheticSet, dict[str, Any]] | None:
         d = self.directory(key)
         try:
-            meta = json.loads((d / "meta.json").read_text())
+            meta = json.loads((d / META).read_text())
             if meta.get("key") != key.digest:
                 log.warning("artifact %s has a different key; making it again", d)
                 return None

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .artifacts import FOLDER as ARTIFACTS_FOLDER
 from .checks import describe_nonfinite
 from .data.decode import open_image
 from .hashing import sha256_file
@@ -279,7 +280,7 @@ def run_eval(plan: EvalPlan, images: Path, results: Path, device: torch.device, 
         runner.backbone(backbone)  # weights missing or not loading strictly: an error before any write
     synset = SyntheticSet(labels=found.labels, images=found.images, indices=found.indices,
                           metadata={"external": str(found.path)})
-    made = Made(synset, results / "artifacts" / "external" / plan.name, {}, found.config(plan.name))
+    made = Made(synset, results / ARTIFACTS_FOLDER / "external" / plan.name, {}, found.config(plan.name))
     if before_write is not None:
         before_write()
     ran, skipped, failed = 0, 0, []

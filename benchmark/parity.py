@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .artifacts import META, locate
 from .results import read_results
 from .stale import current_definitions, split_stale
 
@@ -32,12 +33,10 @@ def loss_windows(curve: list[float], window: int = WINDOW) -> list[tuple[str, fl
 
 
 def _artifact_meta(path: str, results: Path) -> dict:
-    # rows hold the path as the run saw it (relative to its working directory, usually beside results/)
-    for candidate in (Path(path), results.parent / path):
-        meta = candidate / "meta.json"
-        if meta.is_file():
-            return json.loads(meta.read_text())
-    raise FileNotFoundError(f"the artifact {path} named by the results is missing; run the suite again")
+    found = locate(path, results)
+    if found is None:
+        raise FileNotFoundError(f"the artifact {path} named by the results is missing; run the suite again")
+    return json.loads((found / META).read_text())
 
 
 def parity_frame(results: Path, suite: str = "parity") -> pd.DataFrame:

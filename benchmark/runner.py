@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import preemption, provenance
+from .artifacts import FOLDER as ARTIFACTS_FOLDER
 from .artifacts import ArtifactKey, ArtifactStore
 from .data.limit import limited
 from .embedding import check_workers, default_workers
@@ -158,7 +159,7 @@ class Runner:
         # image decode workers (None: from the CPU count); they never change a result, so no id holds them
         self.workers = default_workers() if workers is None else check_workers(workers)
         self.features = features or FeatureCache(progress=progress, workers=self.workers)
-        self.store = ArtifactStore(self.results / "artifacts")
+        self.store = ArtifactStore(self.results / ARTIFACTS_FOLDER)
         self._data: dict[str, tuple[LabeledImages, LabeledImages]] = {}
         self._backbones: dict[str, Backbone] = {}
         self._sets: dict[str, Made] = {}

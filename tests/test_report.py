@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -228,3 +229,21 @@ def test_accuracy_versus_ipc_curve_when_several_ipc(tmp_path):
     curve = tmp_path / "o" / "s_toy_set_linear_ipc_curve.png"
     assert curve in paths and curve.read_bytes().startswith(PNG_MAGIC)
     assert "](s_toy_set_linear_ipc_curve.png)" in (tmp_path / "o" / "summary.md").read_text()
+
+
+def test_a_row_s_artifact_path_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    from benchmark.artifacts import locate
+
+    results = tmp_path / "run" / "results"
+    made = store_set(results / "artifacts", "bb_a", n_classes=2)
+    relative = Path("results") / made.relative_to(results)  # as a run started in tmp_path/run records it
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert locate(str(relative), results) == results / made.relative_to(results)
+    moved = tmp_path / "moved" / "results"
+    results.rename(moved.parent.mkdir() or moved)
+    # the absolute path the row holds is gone: the set is found by its part below artifacts/
+    assert locate(str(made), moved) == moved / made.relative_to(results)
+    assert locate(str(relative), tmp_path / "empty") is None
+    assert locate("/nowhere/at/all", moved) is None

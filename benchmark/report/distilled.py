@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from ..artifacts import META, PAYLOAD, locate
 from ..hashing import sha256_file
 from ..paths import atomic_target, atomic_write_bytes
 from .aggregate import ok_rows
@@ -33,7 +34,6 @@ CLASSES_PER_BLOCK = 10
 BLOCKS_PER_PAGE = 5
 TILE = 64  # pixels per image in the figure (larger sets are downsampled)
 PAD = 2
-PAYLOAD, META = "set.safetensors", "meta.json"
 METHOD_GRID = "grid.png"  # what a method may draw into its artifact while it works
 Warn = Callable[[str], None]
 
@@ -185,13 +185,6 @@ def save_pages(pages: Sequence[Figure], stem: Path, pdf: bool = True) -> list[Pa
     return written
 
 
-def _artifact_dir(artifact: str, root: Path, marker: str = META) -> Path | None:
-    path = Path(artifact)
-    if not path.is_absolute() and not path.exists():
-        path = root / path
-    return path if (path / marker).is_file() else None
-
-
 def copy_file(src: Path, dst: Path) -> Path:
     """Copy atomically (temp file beside ``dst``, then rename)."""
     tmp = atomic_target(dst)
@@ -215,7 +208,7 @@ def copy_method_grids(rows: pd.DataFrame, root: Path, out: Path, warn: Warn) -> 
     frame = frame.sort_values(["dataset", "method", "distill_backbone", "ipc", "method_seed", "artifact"])
     written: dict[str, str] = {}
     for rec in frame.drop_duplicates("artifact").to_dict("records"):
-        src = _artifact_dir(rec["artifact"], root, marker=METHOD_GRID)
+        src = locate(rec["artifact"], root, marker=METHOD_GRID)
         if src is None:
             continue
         if not inside(src / METHOD_GRID, root):
@@ -262,7 +255,7 @@ def set_groups(rows: pd.DataFrame, root: Path, warn: Warn) -> list[SetGroup]:
     for (dataset, method, ipc, seed), part in frame.groupby(["dataset", "method", "ipc", "method_seed"], sort=True):
         directories = []
         for backbone, art in part.groupby("distill_backbone", sort=True)["artifact"]:
-            directory = _artifact_dir(sorted(art)[0], root)
+            directory = locate(sorted(art)[0], root)
             if directory is None:
                 continue
             if not inside(directory, root):
