@@ -34,13 +34,10 @@ def locate(artifact: str, results: Path, marker: str = META) -> Path | None:
     or absolute. It is looked for first by its part below ``artifacts/`` in this results directory, so a
     report run from another directory, or of a results directory copied elsewhere, finds the sets; then
     as written, beside the results directory, and inside it."""
-    path = Path(artifact)
-    candidates = []
-    if FOLDER in path.parts:
-        below = path.parts[len(path.parts) - path.parts[::-1].index(FOLDER):]
-        if below:
-            candidates.append(Path(results, FOLDER, *below))
-    candidates += [path] if path.is_absolute() else [Path(results).parent / path, Path(results) / path, path]
+    path, results = Path(artifact), Path(results)
+    folders = [i for i, part in enumerate(path.parts) if part == FOLDER]
+    candidates = [results.joinpath(FOLDER, *path.parts[folders[-1] + 1:])] if folders else []
+    candidates += [path] if path.is_absolute() else [results.parent / path, results / path, path]
     return next((c for c in candidates if (c / marker).is_file()), None)
 
 

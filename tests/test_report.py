@@ -242,7 +242,8 @@ def test_a_row_s_artifact_path_is_found_from_any_working_directory(tmp_path, mon
     monkeypatch.chdir(elsewhere)
     assert locate(str(relative), results) == results / made.relative_to(results)
     moved = tmp_path / "moved" / "results"
-    results.rename(moved.parent.mkdir() or moved)
+    moved.parent.mkdir()
+    results.rename(moved)
     # the absolute path the row holds is gone: the set is found by its part below artifacts/
     assert locate(str(made), moved) == moved / made.relative_to(results)
     assert locate(str(relative), tmp_path / "empty") is None

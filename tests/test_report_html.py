@@ -468,7 +468,8 @@ def _cpu_vendor() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("vendor_id"):
-                return {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}.get(line.split(":")[1].strip(), line)
+                vendor = line.split(":", 1)[1].strip()
+                return {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}.get(vendor, vendor)
     return "unknown"
 
 

@@ -193,6 +193,10 @@ def lgm_set(results: Path) -> Path:
     return found
 
 
+def seconds_per_step(results: Path) -> float:
+    return json.loads(lgm_set(results).with_name("meta.json").read_text())["metadata"]["seconds_per_step"]
+
+
 def log_text(results: Path) -> str:
     return "\n".join(p.read_text() for p in sorted((results / "logs" / "submitit").glob("*_log.*")))
 
@@ -232,23 +236,23 @@ def long_lgm(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Conf
     calibration = root / "calibration.toml"
     calibration.write_text(LONG_SUITE.format(name="slurm_calibration", steps=300))
     inline_run(load_suite_file(calibration), root / "calibration")  # also fills the caches a task reads
-    meta = json.loads(lgm_set(root / "calibration").with_name("meta.json").read_text())
-    per_step = meta["metadata"]["seconds_per_step"]
+    per_step = seconds_per_step(root / "calibration")
     startup = float(subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, check=True,
                                    env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout.split()[-1]) + 1.0  # srun
     lgm_seconds = min(70.0, max(25.0, TASK_SECONDS - startup))
     steps = max(40, math.ceil(lgm_seconds / per_step))
     suite_file = root / "long.toml"
-    for attempt in range(3):  # a short calibration can misjudge the rate by a third, and a cell that ends
-        suite_file.write_text(LONG_SUITE.format(name="slurm_lgm", steps=steps))  # before its USR2 tests nothing
+    # a short calibration can misjudge the rate by a third, and a cell that ends before its USR2 tests
+    # nothing: the reference run checks the length, and corrects it at its own rate, over thousands of steps
+    for attempt in range(3):
+        suite_file.write_text(LONG_SUITE.format(name="slurm_lgm", steps=steps))
         reference = root / f"reference{attempt}"
         started = time.monotonic()
         inline_run(load_suite_file(suite_file), reference)
         took = time.monotonic() - started
         if took >= 0.85 * lgm_seconds or attempt == 2:  # with startup, still past the latest first USR2
             break
-        rate = json.loads(lgm_set(reference).with_name("meta.json").read_text())["metadata"]["seconds_per_step"]
-        steps += math.ceil((lgm_seconds - took) / rate)  # the reference's own rate, over thousands of steps
+        steps += math.ceil((lgm_seconds - took) / seconds_per_step(reference))
     report(pytestconfig, f"long LGM cell: {steps} steps ({per_step * 1000:.1f} ms a step when calibrated, a task "
            f"starting in {startup:.1f} s), made inline in {took:.1f} s (target {lgm_seconds:.1f} s, "
            f"{attempt + 1} tries)")
