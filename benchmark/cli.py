@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--mem", type=int, metavar="GB", help="slurm: memory per job in GB")
     jobs.add_argument("--timeout-min", type=int, metavar="MIN", help="time limit per job in minutes (slurm "
                       "default 1440); a job out of time is requeued and continues where it stopped")
+    jobs.add_argument("--max-requeues", type=int, metavar="N", help="slurm: time-limit requeues a task may take "
+                      "before it is failed (default 20; preemptions do not count); a cell longer than N + 1 "
+                      "time limits needs more")
     jobs.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
                       help="any other sbatch option, repeatable (e.g. --slurm-arg account=abc)")
     jobs.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and summarise them")
@@ -320,7 +323,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.ok else EXIT_FAILED_CELLS
 
 
-JOB_FLAGS = ("jobs", "partition", "gpus_per_job", "cpus_per_job", "mem", "timeout_min", "slurm_arg", "wait")
+JOB_FLAGS = ("jobs", "partition", "gpus_per_job", "cpus_per_job", "mem", "timeout_min", "max_requeues", "slurm_arg",
+             "wait")
 
 
 def run_jobs(args: argparse.Namespace, suite: Suite) -> int:
@@ -330,7 +334,8 @@ def run_jobs(args: argparse.Namespace, suite: Suite) -> int:
     try:
         options = LaunchOptions(args.executor, jobs=args.jobs, partition=args.partition,
                                 gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem,
-                                timeout_min=args.timeout_min, slurm_args=parse_slurm_args(args.slurm_arg),
+                                timeout_min=args.timeout_min, max_requeues=args.max_requeues,
+                                slurm_args=parse_slurm_args(args.slurm_arg),
                                 device=args.device, wait=args.wait, workers=args.workers)
         if not args.dry_run:
             remove_killed_runs_temps(args.results)

@@ -155,6 +155,7 @@ def test_slurm_dry_run_lists_jobs_and_writes_nothing(tmp_path: Path, capsys) -> 
     assert '"slurm_additional_parameters": {"account": "abc", "qos": "high"}' in out
     assert '"mem_gb": 64' in out and '"timeout_min": 120' in out and '"gpus_per_node": 1' in out
     assert '"cpus_per_task": 9' in out and '"slurm_signal_delay_s": 90' in out
+    assert 'limits: {"max_requeues": 20}' in out
     job0 = out.split("job 0: ")[1].split("job 1: ")[0]
     assert job0.startswith("2 cells, 2 sets") and job0.index(" lgm ") < job0.index(" neighbors ")
     assert out.rstrip().endswith("nothing submitted (--dry-run)")
@@ -184,6 +185,25 @@ def test_slurm_options_become_sbatch_options(tmp_path: Path, monkeypatch) -> Non
     assert [signal_delay(m) for m in (1, 2, 3, 4, 720)] == [5, 30, 60, 90, 90]
 
 
+def test_a_slurm_task_takes_max_requeues_time_limits(tmp_path: Path, monkeypatch, capsys) -> None:
+    """submitit fails a task after its ``max_num_timeout`` time-limit requeues: its own default of 3 would
+    end a cell that needs five 4-hour windows; --max-requeues sets it, and --help says the default."""
+    from benchmark.launch.executors import SLURM_MAX_REQUEUES, LaunchOptions, SlurmLauncher
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    default = SlurmLauncher(LaunchOptions("slurm")).executor(tmp_path / "logs")
+    given = SlurmLauncher(LaunchOptions("slurm", max_requeues=2)).executor(tmp_path / "logs")
+    assert (default._executor.max_num_timeout, given._executor.max_num_timeout) == (SLURM_MAX_REQUEUES, 2)
+    assert SLURM_MAX_REQUEUES > 3
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert f"(default {SLURM_MAX_REQUEUES};" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.skipif(shutil.which("srun") is not None, reason="a Slurm cluster would take the job")
 def test_slurm_without_slurm_is_a_usage_error(tmp_path: Path, capsys) -> None:
     results = tmp_path / "results"
@@ -197,7 +217,10 @@ def test_slurm_without_slurm_is_a_usage_error(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--executor", "slurm", "--slurm-arg", "account"], "--slurm-arg 'account' is not KEY=VALUE"),
     (["--executor", "slurm", "--jobs", "0"], "--jobs must be at least 1, got 0"),
-    (["--executor", "local", "--partition", "gpu"], "--partition, --mem and --slurm-arg are Slurm options"),
+    (["--executor", "local", "--partition", "gpu"], "--partition, --mem, --max-requeues and --slurm-arg are Slurm"),
+    (["--executor", "local", "--max-requeues", "5"], "--max-requeues and --slurm-arg are Slurm options"),
+    (["--executor", "slurm", "--max-requeues", "-1"], "--max-requeues must be 0 or more, got -1"),
+    (["--max-requeues", "5"], "--max-requeues apply to jobs: add --executor local or --executor slurm"),
     (["--jobs", "2"], "--jobs apply to jobs: add --executor local or --executor slurm"),
 ])
 def test_bad_job_options(tmp_path: Path, capsys, args: list[str], message: str) -> None:

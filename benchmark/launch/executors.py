@@ -28,6 +28,10 @@ LOCAL_TIMEOUT_MIN = 30 * 24 * 60  # local jobs: no practical limit (submitit's d
 SLURM_TIMEOUT_MIN = 24 * 60
 SIGNAL_DELAY_S = 90  # submitit's warning before a Slurm time limit (USR2), for limits of 4 minutes and more
 SIGNAL_SLACK_S = 30  # Slurm checks time limits every 30 s and may send the warning up to that much early
+# Time-limit requeues a Slurm task may take before submitit fails it. submitit's own default (3) ends a
+# ~20 h ImageNet-1k full-data cell under a 4 h limit; every requeue resumes from a checkpoint, so more are
+# progress, not waste.
+SLURM_MAX_REQUEUES = 20
 
 
 def signal_delay(timeout_min: int) -> int:
@@ -51,6 +55,7 @@ class LaunchOptions:
     cpus_per_job: int | None = None
     mem_gb: int | None = None
     timeout_min: int | None = None
+    max_requeues: int | None = None  # slurm: time-limit requeues per task (None: SLURM_MAX_REQUEUES)
     slurm_args: dict[str, str] = field(default_factory=dict)
     device: str = "auto"
     wait: bool = False  # slurm: wait for the jobs and summarise them (local always waits)
@@ -97,6 +102,8 @@ class Launcher(ABC):
                 raise LaunchError(f"{flag} must be at least {0 if flag == '--gpus-per-job' else 1}, got {value}")
         if options.mem_gb is not None and options.mem_gb <= 0:
             raise LaunchError(f"--mem must be a positive number of GB, got {options.mem_gb}")
+        if options.max_requeues is not None and options.max_requeues < 0:
+            raise LaunchError(f"--max-requeues must be 0 or more, got {options.max_requeues}")
 
     @abstractmethod
     def plan(self, groups: list[list[Cell]]) -> list[PlannedJob]:
@@ -105,6 +112,10 @@ class Launcher(ABC):
     @abstractmethod
     def parameters(self) -> dict[str, Any]:
         """The executor parameters every job shares (``update_parameters``)."""
+
+    def limits(self) -> dict[str, Any]:
+        """What the jobs are given beside ``parameters`` (the dry run shows it)."""
+        return {}
 
     @abstractmethod
     def executor(self, folder: Path) -> Any:
@@ -132,9 +143,9 @@ class LocalLauncher(Launcher):
 
         self.gpus = torch.cuda.device_count()
         self.physical = physical_gpus(self.gpus)
-        if options.partition or options.mem_gb or options.slurm_args:
-            raise LaunchError("--partition, --mem and --slurm-arg are Slurm options; drop them with "
-                              "--executor local, or use --executor slurm")
+        if options.partition or options.mem_gb or options.slurm_args or options.max_requeues is not None:
+            raise LaunchError("--partition, --mem, --max-requeues and --slurm-arg are Slurm options; drop "
+                              "them with --executor local, or use --executor slurm")
         if options.gpus_per_job and not self.gpus:
             raise LaunchError(f"--gpus-per-job {options.gpus_per_job}: no GPU is visible on this machine; "
                               "drop it to run the jobs on the CPU")
@@ -214,10 +225,15 @@ class SlurmLauncher(Launcher):
         params.update({k: v for k, v in optional.items() if v is not None})
         return params
 
+    def limits(self) -> dict[str, Any]:
+        requeues = self.options.max_requeues
+        return {"max_requeues": SLURM_MAX_REQUEUES if requeues is None else requeues}
+
     def executor(self, folder: Path) -> Any:
         import submitit
 
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
+                                         slurm_max_num_timeout=self.limits()["max_requeues"])
         executor.update_parameters(**self.parameters())
         return executor
 
@@ -237,6 +253,8 @@ def describe_jobs(suite: Suite, launcher: Launcher, jobs: list[PlannedJob], done
     lines = [f"suite {suite.name}: {total} cells, {done} already done, {cells} to run in {len(jobs)} "
              f"{launcher.name} jobs",
              f"parameters: {json.dumps(launcher.parameters(), sort_keys=True)}"]
+    if launcher.limits():
+        lines.append(f"limits: {json.dumps(launcher.limits(), sort_keys=True)}")
     for k, job in enumerate(jobs):
         extra = {**job.parameters, **({"alignment": True} if job.alignment and suite.alignment else {}),
                  **({"threads": job.threads} if job.threads else {}),
