@@ -161,14 +161,19 @@ def test_slurm_dry_run_lists_jobs_and_writes_nothing(tmp_path: Path, capsys) -> 
     assert out.rstrip().endswith("nothing submitted (--dry-run)")
 
 
-def test_slurm_options_become_sbatch_options(tmp_path: Path, monkeypatch) -> None:
-    from benchmark.launch.executors import LaunchOptions, SlurmLauncher, signal_delay
-
+@pytest.fixture
+def fake_srun(tmp_path: Path, monkeypatch) -> None:
+    """An ``srun`` on the PATH (submitit's AutoExecutor looks for one to pick Slurm) that fails if run."""
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "srun").write_text("#!/bin/sh\nexit 1\n")
     (fake / "srun").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")  # submitit looks for srun
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_slurm_options_become_sbatch_options(tmp_path: Path, fake_srun) -> None:
+    from benchmark.launch.executors import LaunchOptions, SlurmLauncher, signal_delay
+
     options = LaunchOptions("slurm", jobs=3, partition="gpu", cpus_per_job=8, mem_gb=64, timeout_min=120,
                             slurm_args={"account": "abc", "constraint": "h100"})
     executor = SlurmLauncher(options).executor(tmp_path / "logs")
@@ -185,16 +190,11 @@ def test_slurm_options_become_sbatch_options(tmp_path: Path, monkeypatch) -> Non
     assert [signal_delay(m) for m in (1, 2, 3, 4, 720)] == [5, 30, 60, 90, 90]
 
 
-def test_a_slurm_task_takes_max_requeues_time_limits(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_a_slurm_task_takes_max_requeues_time_limits(tmp_path: Path, fake_srun, capsys) -> None:
     """submitit fails a task after its ``max_num_timeout`` time-limit requeues: its own default of 3 would
     end a cell that needs five 4-hour windows; --max-requeues sets it, and --help says the default."""
     from benchmark.launch.executors import SLURM_MAX_REQUEUES, LaunchOptions, SlurmLauncher
 
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "srun").write_text("#!/bin/sh\nexit 1\n")
-    (fake / "srun").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     default = SlurmLauncher(LaunchOptions("slurm")).executor(tmp_path / "logs")
     given = SlurmLauncher(LaunchOptions("slurm", max_requeues=2)).executor(tmp_path / "logs")
     assert (default._executor.max_num_timeout, given._executor.max_num_timeout) == (SLURM_MAX_REQUEUES, 2)
