@@ -346,7 +346,7 @@ def _png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def test_in_a_browser_the_page_loads_sorts_and_opens(smoke, browser, tmp_path):
+def test_in_a_browser_the_page_loads_sorts_and_opens(smoke, browser, tmp_path, figures):
     from selenium.webdriver.common.by import By
 
     _, out, _ = smoke
@@ -396,12 +396,15 @@ def test_in_a_browser_the_page_loads_sorts_and_opens(smoke, browser, tmp_path):
     shot = screenshot(browser, tmp_path / "smoke_page.png")
     width, height = _png_size(shot)
     assert width == WIDTH and height > 900
+    figures(f"smoke page in Chromium: {len(errors)} console errors, {len(images) - len(not_loaded)} of {len(images)} "
+            f"images loaded, {len(requests)} requests all file:// or data:, {len(names)} rows equal to "
+            f"aggregated.csv, sorted 3 ways, details and lightbox opened, screenshot {width} x {height} px")
 
     browser.execute_script("console.error('the check sees console errors')")
     assert any("the check sees console errors" in m["message"] for m in browser.get_log("browser"))
 
 
-def test_in_a_browser_500_cells_render_and_sort(many, browser):
+def test_in_a_browser_500_cells_render_and_sort(many, browser, figures):
     out, frame, _ = many
     table = "t-many_toy_set_ipc1_linear"
     console, _ = _open(browser, out / "index.html")
@@ -415,6 +418,7 @@ def test_in_a_browser_500_cells_render_and_sort(many, browser):
     ok = frame[(frame["status"] == "ok") & (frame["eval_backbone"] == "bb1")]
     best = ok.groupby("method")["top1"].mean().idxmax()
     assert _column(browser, table, 0)[0] == display_method(best)
+    figures(f"500-cell page in Chromium: {len(shown)} rows, sorted by bb1 with the failed cell last")
 
 
 def test_published_numbers_beside_ours_with_the_difference_coloured(tmp_path):

@@ -64,14 +64,11 @@ def missing() -> list[str]:
 @dataclass
 class Cluster:
     directory: Path
-    config: pytest.Config
-
-    def report(self, text: str) -> None:
-        report(self.config, text)
+    report: Callable[[str], None]
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config):
+def cluster(tmp_path_factory: pytest.TempPathFactory, figures: Callable[[str], None]):
     """A one-node cluster for this module; SLURM_CONF points every Slurm command (and job) at it."""
     lacking = missing()
     if lacking:
@@ -81,11 +78,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Confi
     started = time.monotonic()
     up = subprocess.run([str(SCRIPT), "up", str(directory)], capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, f"the one-node cluster did not start:\n{up.stdout}{up.stderr}"
-    report(pytestconfig, f"one-node Slurm up in {time.monotonic() - started:.1f} s under {directory}")
+    figures(f"one-node Slurm up in {time.monotonic() - started:.1f} s under {directory}")
     before = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(directory / "etc" / "slurm.conf")
     try:
-        yield Cluster(directory, pytestconfig)
+        yield Cluster(directory, figures)
     finally:
         down = subprocess.run([str(SCRIPT), "down", str(directory)], capture_output=True, text=True, timeout=300)
         if before is None:
@@ -138,12 +135,6 @@ def queued(job: str) -> list[tuple[str, str, str]]:
     """(task, state, reason) of ``job``'s tasks still in the queue."""
     out = slurm("squeue", "-h", "-r", "-j", job, "-o", "%i|%T|%r", check=False)
     return [tuple(line.split("|")) for line in out.splitlines() if line.count("|") == 2]
-
-
-def report(config: pytest.Config, text: str) -> None:
-    """A test's figures on the terminal, also when pytest captures the output (tox -e slurm shows them)."""
-    with config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
-        print(f"\n{text}", flush=True)
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 300, every: float = 0.2) -> object:
@@ -227,7 +218,7 @@ checkpoint_every = 1000000  # no periodic checkpoint: only the signal's explains
 
 
 @pytest.fixture(scope="module")
-def long_lgm(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> dict:
+def long_lgm(tmp_path_factory: pytest.TempPathFactory, figures: Callable[[str], None]) -> dict:
     """A suite file whose one LGM cell fills about TASK_SECONDS of a task on this machine (steps from a
     short calibration run, checked by the reference run), and its set made inline, uninterrupted: the
     reference of the preemption tests."""
@@ -255,7 +246,7 @@ def long_lgm(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Conf
         if took >= 0.95 * lgm_seconds or attempt == 2:
             break
         steps += math.ceil((1.05 * lgm_seconds - took) / seconds_per_step(reference))
-    report(pytestconfig, f"long LGM cell: {steps} steps ({per_step * 1000:.1f} ms a step when calibrated, a task "
+    figures(f"long LGM cell: {steps} steps ({per_step * 1000:.1f} ms a step when calibrated, a task "
            f"starting in {startup:.1f} s), made inline in {took:.1f} s (target {lgm_seconds:.1f} s, "
            f"{attempt + 1} tries)")
     return {"suite": str(suite_file), "steps": steps, "set": lgm_set(reference).read_bytes()}
