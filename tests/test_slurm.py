@@ -40,10 +40,10 @@ VALUES = [*KEY, "method", "eval_backbone", "status", "n_train", "top1", "top5"]
 JOB = ("--executor", "slurm", "--gpus-per-job", "0", "--cpus-per-job", "1", "--mem", "1", "--no-progress")
 # A one-minute limit's USR2 (asked 5 s before the end) comes 25 to 55 s after a task starts (Slurm's 30 s
 # timer); a requeued task's usually about 28 s in. The long LGM cell must still be running at the latest
-# first USR2 even if a task runs it faster than the inline reference did: about 80 s of the task's time
-# (25 s past the latest first USR2; one CI task ran a cell sized at 66 s, accepted at 0.85 of that, in 53 s,
-# and it ended unsignalled), less what it spends starting (imports, data, backbone), which is measured. At
-# the earliest it ends in its fourth run, inside --max-requeues' default.
+# first USR2 though its length is an estimate: about 80 s of the task's time (25 s past the latest first
+# USR2; on CI a task once ran a cell sized at 66 s in 53 s, and it ended unsignalled), less what it spends
+# starting (imports, data, backbone), which is measured. At the earliest it ends in its fourth run, inside
+# --max-requeues' default.
 TASK_SECONDS = 80
 STARTUP = """
 import time
@@ -217,39 +217,57 @@ checkpoint_every = 1000000  # no periodic checkpoint: only the signal's explains
 """
 
 
+@dataclass
+class LongCell:
+    """The long LGM cell: its suite file and steps, and its set made uninterrupted by a ``run`` beside the
+    tests (on the node's other CPU while the first of them runs), read when a test compares with it."""
+
+    suite: str
+    steps: int
+    reference: subprocess.Popen
+    results: Path
+
+    def set_bytes(self) -> bytes:
+        if self.reference.returncode is None:
+            finished(self.reference)
+        return lgm_set(self.results).read_bytes()
+
+    def seconds(self) -> float:
+        """How long the reference's LGM ran (beside a task on the node's other CPU)."""
+        self.set_bytes()
+        return seconds_per_step(self.results) * self.steps
+
+
 @pytest.fixture(scope="module")
-def long_lgm(tmp_path_factory: pytest.TempPathFactory, figures: Callable[[str], None]) -> dict:
-    """A suite file whose one LGM cell fills about TASK_SECONDS of a task on this machine (steps from a
-    short calibration run, checked by the reference run), and its set made inline, uninterrupted: the
-    reference of the preemption tests."""
+def long_lgm(tmp_path_factory: pytest.TempPathFactory, figures: Callable[[str], None]):
+    """A suite file whose one LGM cell fills about TASK_SECONDS of a task on this machine, its steps from a
+    calibration run; and its uninterrupted set, the reference of the preemption tests."""
     from benchmark.suite_files import load_suite_file
 
     root = tmp_path_factory.mktemp("long")
     calibration = root / "calibration.toml"
-    calibration.write_text(LONG_SUITE.format(name="slurm_calibration", steps=300))
+    # 300 steps misjudged the long run's rate by up to a third; 1000 (7 s) by at most a sixth
+    calibration.write_text(LONG_SUITE.format(name="slurm_calibration", steps=1000))
     inline_run(load_suite_file(calibration), root / "calibration")  # also fills the caches a task reads
     per_step = seconds_per_step(root / "calibration")
     startup = float(subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, check=True,
                                    env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout.split()[-1]) + 1.0  # srun
     lgm_seconds = min(85.0, max(30.0, TASK_SECONDS - startup))
-    # a 300-step calibration has misjudged the long run's rate by a third; a cell too short tests nothing
-    # (it ends before its USR2), one too long only takes a run more: aim long, and let the reference run
-    # check the length and correct it at its own rate, measured over thousands of steps
+    # too short tests nothing (the cell ends before its USR2), too long only takes a run more: aim long
     steps = max(40, math.ceil(1.1 * lgm_seconds / per_step))
     suite_file = root / "long.toml"
-    for attempt in range(3):
-        suite_file.write_text(LONG_SUITE.format(name="slurm_lgm", steps=steps))
-        reference = root / f"reference{attempt}"
-        started = time.monotonic()
-        inline_run(load_suite_file(suite_file), reference)
-        took = time.monotonic() - started
-        if took >= 0.95 * lgm_seconds or attempt == 2:
-            break
-        steps += math.ceil((1.05 * lgm_seconds - took) / seconds_per_step(reference))
-    figures(f"long LGM cell: {steps} steps ({per_step * 1000:.1f} ms a step when calibrated, a task "
-           f"starting in {startup:.1f} s), made inline in {took:.1f} s (target {lgm_seconds:.1f} s, "
-           f"{attempt + 1} tries)")
-    return {"suite": str(suite_file), "steps": steps, "set": lgm_set(reference).read_bytes()}
+    suite_file.write_text(LONG_SUITE.format(name="slurm_lgm", steps=steps))
+    reference = root / "reference"
+    cell = LongCell(str(suite_file), steps, cli("run", "--suite", str(suite_file), "--results", str(reference),
+                                                "--workers", "0", "--no-progress"), reference)
+    figures(f"long LGM cell: {steps} steps ({per_step * 1000:.2f} ms a step when calibrated, a task starting in "
+            f"{startup:.1f} s: about {startup + 1.1 * lgm_seconds:.0f} s of a task); its reference runs beside")
+    try:
+        yield cell
+    finally:
+        if cell.reference.poll() is None:
+            cell.reference.kill()
+            cell.reference.communicate()
 
 
 @dataclass
@@ -326,7 +344,7 @@ def test_jobs_1_runs_one_array_task_at_a_time(cluster, tmp_path, capsys) -> None
 def test_a_preempted_lgm_cell_checkpoints_requeues_and_ends_with_the_same_set(cluster, long_lgm, tmp_path,
                                                                               capsys) -> None:
     results = tmp_path / "results"
-    proc = cli("run", "--suite", long_lgm["suite"], "--results", str(results), *JOB, "--partition", "low", "--wait")
+    proc = cli("run", "--suite", long_lgm.suite, "--results", str(results), *JOB, "--partition", "low", "--wait")
     artifacts = results / "artifacts" / "smoke_tiny" / "lgm"
     wait_until(lambda: artifacts.is_dir() and any(artifacts.rglob("ipc1_*")), "the LGM cell to start", 300)
     time.sleep(1.0)  # a few steps in
@@ -336,19 +354,19 @@ def test_a_preempted_lgm_cell_checkpoints_requeues_and_ends_with_the_same_set(cl
     out = finished(proc)
     assert "1 cells run" in out and "1 sets made" in out, out
     wait_done(high)
-    got = outcome(results, long_lgm["set"])
-    cluster.report(f"preemption: preempted at step {got.stopped} of {long_lgm['steps']}, resumed from step "
+    got = outcome(results, long_lgm.set_bytes())
+    cluster.report(f"preemption: preempted at step {got.stopped} of {long_lgm.steps}, resumed from step "
                    f"{got.resumed}; Slurm runs {got.runs}; final set equals the uninterrupted one byte for byte: "
                    f"{got.same}")
     assert got.runs == ["REQUEUED", "COMPLETED"]
     assert "preempted by SIGTERM at step" in got.log and len(got.stopped) == 1
-    assert 0 < got.stopped[0] < long_lgm["steps"]
+    assert 0 < got.stopped[0] < long_lgm.steps
     assert got.resumed == got.stopped  # resumed at the step it stopped at: no step redone
     assert got.same
     assert sacct(high)[high] == ["COMPLETED"]
     meta = json.loads(lgm_set(results).with_name("meta.json").read_text())
     assert meta["metadata"]["resumed_from"] == got.stopped[0]
-    assert meta["metadata"]["steps_done"] == meta["metadata"]["updates"] >= long_lgm["steps"]
+    assert meta["metadata"]["steps_done"] == meta["metadata"]["updates"] >= long_lgm.steps
     shown = status(results, capsys)
     assert re.search(rf"job {got.job} +done +1 cells  elapsed \S+  requeued 1x \(REQUEUED\)", shown), shown
     assert f"last stopped by SIGTERM at step {got.stopped[0]} (checkpoint saved)" in shown
@@ -356,11 +374,12 @@ def test_a_preempted_lgm_cell_checkpoints_requeues_and_ends_with_the_same_set(cl
 
 def test_a_time_limit_checkpoints_requeues_and_ends_with_the_same_set(cluster, long_lgm, tmp_path) -> None:
     results = tmp_path / "results"
-    out = run("--suite", long_lgm["suite"], "--results", str(results), *JOB, "--partition", "debug",
+    out = run("--suite", long_lgm.suite, "--results", str(results), *JOB, "--partition", "debug",
               "--timeout-min", "1", "--wait")
     assert "1 cells run" in out, out
-    got = outcome(results, long_lgm["set"])
-    cluster.report(f"time limit 1 min: USR2 checkpoints at steps {got.stopped} of {long_lgm['steps']}, resumed from "
+    got = outcome(results, long_lgm.set_bytes())
+    cluster.report(f"time limit 1 min (the cell's LGM uninterrupted: {long_lgm.seconds():.1f} s): USR2 checkpoints at "
+                   f"steps {got.stopped} of {long_lgm.steps}, resumed from "
                    f"{got.resumed}; Slurm runs {got.runs}; final set equals the uninterrupted one byte for byte: "
                    f"{got.same}")
     assert "#SBATCH --signal=USR2@5" in (results / "logs" / "submitit" / f"{got.job}_submission.sh").read_text()
@@ -449,7 +468,7 @@ def values_of(frame: pd.DataFrame, cells: list) -> pd.DataFrame:
 def test_a_node_down_requeues_its_task_and_a_resubmission_completes_the_suite(cluster, long_lgm, tmp_path,
                                                                               capsys) -> None:
     suite_file = tmp_path / "node.toml"
-    steps = max(20, long_lgm["steps"] // 5)
+    steps = max(20, long_lgm.steps // 5)
     suite_file.write_text(LONG_SUITE.format(name="slurm_node", steps=steps))
     results = tmp_path / "results"
     args = ("--suite", str(suite_file), "--results", str(results), *JOB)
