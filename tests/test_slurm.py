@@ -227,15 +227,17 @@ class LongCell:
     reference: subprocess.Popen
     results: Path
 
-    def set_bytes(self) -> bytes:
+    def made(self) -> Path:
         if self.reference.returncode is None:
             finished(self.reference)
-        return lgm_set(self.results).read_bytes()
+        return self.results
+
+    def set_bytes(self) -> bytes:
+        return lgm_set(self.made()).read_bytes()
 
     def seconds(self) -> float:
         """How long the reference's LGM ran (beside a task on the node's other CPU)."""
-        self.set_bytes()
-        return seconds_per_step(self.results) * self.steps
+        return seconds_per_step(self.made()) * self.steps
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +248,7 @@ def long_lgm(tmp_path_factory: pytest.TempPathFactory, figures: Callable[[str], 
 
     root = tmp_path_factory.mktemp("long")
     calibration = root / "calibration.toml"
-    # 300 steps misjudged the long run's rate by up to a third; 1000 (7 s) by at most a sixth
+    # 300 steps misjudged the long run's rate by up to a third; 1000 (7 s) average the rate over more
     calibration.write_text(LONG_SUITE.format(name="slurm_calibration", steps=1000))
     inline_run(load_suite_file(calibration), root / "calibration")  # also fills the caches a task reads
     per_step = seconds_per_step(root / "calibration")
